@@ -1,0 +1,1 @@
+"""labctl: provision, configure and verify the network-programming echo lab."""
