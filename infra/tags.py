@@ -1,0 +1,40 @@
+"""Our tags: the truth about which cloud resources belong to which lab."""
+
+from __future__ import annotations
+
+PROJECT_KEY = "labctl:project"
+PROJECT_VALUE = "labctl"
+LAB_KEY = "labctl:lab"
+
+
+def resource_name(lab: str) -> str:
+    """The Name tag / group name / key name of a lab's resources, e.g. `labctl-netlab`."""
+    return f"labctl-{lab}"
+
+
+def lab_tags(lab: str) -> dict[str, str]:
+    return {PROJECT_KEY: PROJECT_VALUE, LAB_KEY: lab, "Name": resource_name(lab)}
+
+
+def tag_specifications(resource_type: str, lab: str) -> list[dict]:
+    """A TagSpecifications entry that tags a resource with our tags when it is created."""
+    tags = [{"Key": key, "Value": value} for key, value in lab_tags(lab).items()]
+    return [{"ResourceType": resource_type, "Tags": tags}]
+
+
+def lab_filters(lab: str) -> list[dict]:
+    """describe_* filters that match only resources tagged as this lab's."""
+    return [
+        {"Name": f"tag:{PROJECT_KEY}", "Values": [PROJECT_VALUE]},
+        {"Name": f"tag:{LAB_KEY}", "Values": [lab]},
+    ]
+
+
+def tag_dict(resource: dict) -> dict[str, str]:
+    return {tag["Key"]: tag["Value"] for tag in resource.get("Tags") or []}
+
+
+def is_ours(resource: dict, lab: str) -> bool:
+    """True when `resource` carries our project tag and this lab's tag."""
+    tags = tag_dict(resource)
+    return tags.get(PROJECT_KEY) == PROJECT_VALUE and tags.get(LAB_KEY) == lab

@@ -1,0 +1,131 @@
+"""Which cloud the tasks talk to: real AWS (boto3's default chain) or the offline sandbox (moto daemon).
+
+Also builds the host layer's `HostTarget`s from the described instances.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from infra import console, instances, session
+from infra.errors import aws_errors
+from labctl import state as lab_state
+from labctl.errors import LabError
+from labctl.hostkeys import parse_host_keys
+from labctl.hosttarget import HostTarget
+from labctl.netsafety import check_connectable, is_aws_endpoint
+
+TARGETS = ("aws", "sandbox")
+DEFAULT_LAB = "netlab"
+
+
+@dataclass(frozen=True)
+class Cloud:
+    """An EC2 API to talk to. `endpoint_url` is None for real AWS, the emulator's URL otherwise."""
+
+    target: str
+    region: str
+    endpoint_url: str | None
+    ec2: Any
+    ssm: Any | None = None
+
+    @property
+    def real_aws(self) -> bool:
+        return self.endpoint_url is None
+
+
+def choose_target(requested: str | None = None, recorded: str | None = None) -> str:
+    """--target, else $LAB_TARGET, else the recorded target, else aws with credentials / sandbox without."""
+    target = requested or os.environ.get("LAB_TARGET") or recorded
+    if not target:
+        target = "aws" if session.has_credentials() else "sandbox"
+    if target not in TARGETS:
+        raise LabError(f"unknown target {target!r}: use --target aws or --target sandbox")
+    return target
+
+
+def sandbox_control():
+    """The sandbox engineer's `sandbox.control` module, imported only when the sandbox is used."""
+    try:
+        from sandbox import control
+    except ImportError:
+        raise LabError("sandbox target not available yet: use --target aws") from None
+    return control
+
+
+def connect(target: str, region: str, start_sandbox: bool = True) -> Cloud | None:
+    """A Cloud for `target`; None when the sandbox is not running and `start_sandbox` is False."""
+    if target == "sandbox":
+        return _connect_sandbox(region, start_sandbox)
+    return _connect_aws(region)
+
+
+def _connect_aws(region: str) -> Cloud:
+    aws = session.aws_session(region)
+    if not session.has_credentials(aws):
+        raise LabError(
+            "no AWS credentials found: set AWS_PROFILE or run `aws configure`, or use --target sandbox"
+        )
+    with aws_errors():
+        ec2 = session.client(aws, "ec2")
+    endpoint = ec2.meta.endpoint_url
+    if is_aws_endpoint(endpoint):
+        return Cloud("aws", region, None, ec2, session.client(aws, "ssm"))
+    return Cloud("aws", region, endpoint, ec2)
+
+
+def _connect_sandbox(region: str, start: bool) -> Cloud | None:
+    control = sandbox_control()
+    state_dir = lab_state.state_dir()
+    endpoint = control.ensure_running(state_dir) if start else control.running_endpoint(state_dir)
+    if not endpoint:
+        return None
+    aws = session.aws_session(region, sandbox=True)
+    return Cloud("sandbox", region, endpoint, session.client(aws, "ec2", endpoint))
+
+
+def _pinned_host_keys(cloud: Cloud, instance_id: str) -> tuple[tuple[str, str], ...]:
+    with aws_errors():
+        return parse_host_keys(console.console_output(cloud.ec2, instance_id))
+
+
+def host_target(cloud: Cloud, instance: dict, key_file: str | None) -> HostTarget:
+    """The HostTarget of one running instance; its address must pass the emulator safety check."""
+    address = instance.get("PublicIpAddress")
+    if not address:
+        raise LabError(
+            f"instance {instance['InstanceId']} has no public IP address: check its subnet, then re-run"
+        )
+    check_connectable(address, cloud.endpoint_url)
+    return HostTarget(
+        name=instance["InstanceId"],
+        address=address,
+        key_file=key_file,
+        host_keys=_pinned_host_keys(cloud, instance["InstanceId"]),
+        target=cloud.target,
+        instance_id=instance["InstanceId"],
+    )
+
+
+def host_targets(state: dict | None = None, cloud: Cloud | None = None) -> list[HostTarget]:
+    """HostTargets for the recorded lab's running instances, found by tags."""
+    state = lab_state.load_state() if state is None else state
+    if not state.get("lab"):
+        raise LabError("no lab recorded in the state directory: run `fab provision` first")
+    if cloud is None:
+        cloud = connect(choose_target(recorded=state.get("target")), state["region"], start_sandbox=False)
+    if cloud is None:
+        raise LabError("the sandbox is not running: run `fab provision --target sandbox` first")
+    with aws_errors():
+        running = instances.find_instances(cloud.ec2, state["lab"], ["running"])
+    if not running:
+        raise LabError(f"lab {state['lab']!r} has no running instance: run `fab provision` first")
+    key_file = state.get("key_file")
+    if key_file and not Path(key_file).exists():
+        raise LabError(
+            f"key file {key_file} is missing: run `fab teardown` then `fab provision` to get a new key"
+        )
+    return [host_target(cloud, instance, key_file) for instance in running]
