@@ -1,0 +1,258 @@
+"""deploy-echo: upload the echo sources when they changed, build when needed, run the server as a service.
+
+Where systemd runs, the server is the unit /etc/systemd/system/echo-server.service; elsewhere (the sandbox)
+it is a supervised background process: a `setsid nohup` shell loop that restarts the server if it dies,
+with its pid file and log in ~/server-socket. The chosen program and mode are recorded on the host
+(`echo-server.mode`), so a re-run with nothing changed uploads, builds and restarts nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shlex
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab import facts
+from lab.remote import Host, last_line, q
+from lab.result import OK, outcome
+from labctl.errors import LabError
+
+ECHO_DIR = Path(__file__).resolve().parent.parent / "echo"
+REMOTE_DIR = "server-socket"  # relative to the login user's home
+ECHO_PORT = 12345
+SOURCE_SUFFIXES = (".c", ".h", ".py")
+SOURCE_NAMES = ("Makefile",)
+BUILD_INPUT_SUFFIXES = (".c", ".h")
+C_BINARIES = ("echo_server", "echo_client")
+C_CONCURRENT_SOURCE = "echo_server_poll.c"
+UNIT_PATH = "/etc/systemd/system/echo-server.service"
+UNIT_NAME = "echo-server.service"
+MODE_FILE = "echo-server.mode"
+PID_FILE = "echo-server.pid"
+LOG_FILE = "echo-server.log"
+UPLOAD_TAR = ".labctl-echo.tar"
+
+
+def local_sources(echo_dir: Path = ECHO_DIR) -> dict[str, bytes]:
+    """The echo sources to upload: C files, headers, Makefile and Python ports (no build products)."""
+    if not echo_dir.is_dir():
+        raise LabError(f"echo sources not found at {echo_dir}; run from a complete labctl checkout")
+    files = {}
+    for path in sorted(echo_dir.iterdir()):
+        if path.is_file() and (path.suffix in SOURCE_SUFFIXES or path.name in SOURCE_NAMES):
+            files[path.name] = path.read_bytes()
+    return files
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def changed_files(local: dict[str, bytes], remote: dict[str, str]) -> list[str]:
+    """Names whose local sha256 differs from the remote manifest (missing remotely counts as changed)."""
+    return [name for name, data in local.items() if remote.get(name) != sha256(data)]
+
+
+def tar_stream(files: dict[str, bytes], names: list[str], echo_dir: Path = ECHO_DIR) -> bytes:
+    """An uncompressed tar of `names` (modes as on this machine; times are set on extraction)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for name in names:
+            info = tarfile.TarInfo(name)
+            info.size = len(files[name])
+            info.mode = 0o755 if (echo_dir / name).stat().st_mode & 0o100 else 0o644
+            tar.addfile(info, io.BytesIO(files[name]))
+    return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class ServerChoice:
+    """Which echo server runs on the host and how."""
+
+    server: str = "c"
+    concurrent: bool = False
+
+    def program(self, sources: dict[str, bytes]) -> str:
+        """The file in ~/server-socket that this choice runs."""
+        if self.server == "python":
+            return "echo_server.py"
+        if self.server != "c":
+            raise LabError(f"--server {self.server!r} is unknown; choose c or python")
+        if not self.concurrent:
+            return "echo_server"
+        if C_CONCURRENT_SOURCE not in sources:
+            raise LabError(
+                "the C echo server has no concurrent mode (no echo/echo_server_poll.c); "
+                "use --server python --concurrent"
+            )
+        return C_CONCURRENT_SOURCE[:-2]
+
+    def command(self, home: str, sources: dict[str, bytes], port: int = ECHO_PORT) -> str:
+        """The full command line of the server process."""
+        path = f"{home}/{REMOTE_DIR}/{self.program(sources)}"
+        if self.server == "python":
+            flag = " --concurrent" if self.concurrent else ""
+            return f"/usr/bin/python3 {path} {port}{flag}"
+        return f"{path} {port}"
+
+
+def upload(host: Host, sources: dict[str, bytes]) -> list[str]:
+    """Upload the changed sources in one tar (one put, one untar); returns the changed names."""
+    remote = facts.sha256_manifest(host, REMOTE_DIR, list(sources))
+    changed = changed_files(sources, remote)
+    if changed and not host.dry_run:
+        host.run(f'mkdir -p "$HOME"/{REMOTE_DIR}', check=True)
+        host.conn.put(io.BytesIO(tar_stream(sources, changed)), remote=f"{REMOTE_DIR}/{UPLOAD_TAR}")
+        host.run(
+            f'cd "$HOME"/{REMOTE_DIR} && tar -xmf {UPLOAD_TAR} && rm -f {UPLOAD_TAR}',
+            check=True,
+        )
+    detail = ", ".join(changed) if changed else f"{len(sources)} files up to date"
+    host.record("upload", outcome(bool(changed), host.dry_run), detail)
+    return changed
+
+
+def make_targets(sources: dict[str, bytes]) -> list[str]:
+    targets = list(C_BINARIES)
+    if C_CONCURRENT_SOURCE in sources:
+        targets.append(C_CONCURRENT_SOURCE[:-2])
+    return targets
+
+
+def compile_echo(host: Host, sources: dict[str, bytes], uploaded: list[str]) -> bool:
+    """Run make only when a binary is out of date; returns True when it rebuilt (or would)."""
+    targets = " ".join(make_targets(sources))
+    build_inputs_changed = any(n.endswith(BUILD_INPUT_SUFFIXES) or n == "Makefile" for n in uploaded)
+    if host.dry_run and build_inputs_changed:
+        host.record("compile", outcome(True, True), "sources changed")
+        return True
+    question = host.run(f'cd "$HOME"/{REMOTE_DIR} && make -q {targets}')
+    if question.exited == 0:
+        host.record("compile", OK, f"{targets} up to date")
+        return False
+    if question.exited != 1:
+        raise LabError(f"{host.name}: make failed: {last_line(question)}; run fab provision (gcc, make)")
+    if not host.dry_run:
+        built = host.run(f'cd "$HOME"/{REMOTE_DIR} && make {targets}')
+        if not built.ok:
+            raise LabError(f"{host.name}: compiling the echo programs failed: {last_line(built)}")
+    host.record("compile", outcome(True, host.dry_run), f"built {targets}")
+    return True
+
+
+def render_unit(user: str, home: str, command: str) -> str:
+    """The systemd unit that runs the echo server as the login user."""
+    return (
+        "[Unit]\n"
+        f"Description=labctl echo server (TCP {ECHO_PORT})\n"
+        "After=network.target\n\n"
+        "[Service]\n"
+        f"User={user}\n"
+        f"WorkingDirectory={home}/{REMOTE_DIR}\n"
+        f"ExecStart={command}\n"
+        "Restart=always\n"
+        "RestartSec=1\n\n"
+        "[Install]\n"
+        "WantedBy=multi-user.target\n"
+    )
+
+
+def supervisor_script(command: str) -> str:
+    """A detached shell loop that runs `command` and restarts it if it exits; pid file and log alongside."""
+    loop = f"while :; do {command}; echo \"labctl: server exited ($?), restarting\"; sleep 1; done"
+    return (
+        f'cd "$HOME"/{REMOTE_DIR} && '
+        f"setsid nohup sh -c {shlex.quote(loop)} >> {LOG_FILE} 2>&1 < /dev/null & "
+        f'echo $! > "$HOME"/{REMOTE_DIR}/{PID_FILE}'
+    )
+
+
+def stop_supervised_script() -> str:
+    """Stop the supervised process group, if its pid file names a live one."""
+    pid_file = f'"$HOME"/{REMOTE_DIR}/{PID_FILE}'
+    return (
+        f"if [ -f {pid_file} ]; then pid=$(cat {pid_file}); "
+        "kill -TERM -- -$pid 2>/dev/null; "
+        "for i in $(seq 50); do kill -0 -- -$pid 2>/dev/null || break; sleep 0.1; done; "
+        "kill -KILL -- -$pid 2>/dev/null; "
+        f"rm -f {pid_file}; fi; true"
+    )
+
+
+def supervised_alive(host: Host) -> bool:
+    """Whether the pid file names a live (not zombie) process."""
+    pid_file = f'"$HOME"/{REMOTE_DIR}/{PID_FILE}'
+    script = (
+        f"pid=$(cat {pid_file} 2>/dev/null) && [ -n \"$pid\" ] && kill -0 \"$pid\" 2>/dev/null "
+        "&& ! grep -q '^[^)]*) Z' /proc/$pid/stat"
+    )
+    return host.run(script).ok
+
+
+def recorded_mode(host: Host) -> str | None:
+    return host.read_file(f"~/{REMOTE_DIR}/{MODE_FILE}")
+
+
+def echo_service(host: Host, command: str, program_changed: bool) -> None:
+    """Run `command` as the echo service; (re)start only when it is down, its mode or program changed."""
+    systemd = facts.systemd_running(host)
+    mode_text = command + "\n"
+    mode_changed = recorded_mode(host) != mode_text
+    if systemd:
+        unit = render_unit(host.user, host.home, command)
+        unit_changed = host.read_file(UNIT_PATH) != unit
+        running = host.run(f"systemctl is-active --quiet {UNIT_NAME}").ok
+        restart = unit_changed or mode_changed or program_changed or not running
+        if restart and not host.dry_run:
+            if unit_changed:
+                host.write_file(UNIT_PATH, unit, sudo=True)
+            host.sudo(f"systemctl daemon-reload && systemctl enable {UNIT_NAME} && "
+                      f"systemctl restart {UNIT_NAME}", check=True)
+    else:
+        running = supervised_alive(host)
+        restart = mode_changed or program_changed or not running
+        if restart and not host.dry_run:
+            host.run(stop_supervised_script(), check=True)
+            host.run(supervisor_script(command), check=True)
+    if restart and not host.dry_run:
+        host.write_file(f"~/{REMOTE_DIR}/{MODE_FILE}", mode_text)
+        wait_listening(host)
+    kind = "systemd unit" if systemd else "supervised process"
+    why = restart_reason(running, mode_changed, program_changed)
+    detail = f"{kind}: {command}" + (f" ({why})" if restart else "")
+    host.record("echo service", outcome(restart, host.dry_run), detail)
+
+
+def restart_reason(running: bool, mode_changed: bool, program_changed: bool) -> str:
+    if not running:
+        return "was not running"
+    if mode_changed:
+        return "server or mode changed"
+    return "program changed" if program_changed else ""
+
+
+def wait_listening(host: Host, port: int = ECHO_PORT) -> None:
+    """Wait until something accepts on 127.0.0.1:`port` on the host (bash's /dev/tcp), else LabError."""
+    probe = f"exec 3<>/dev/tcp/127.0.0.1/{port}"
+    script = f"for i in $(seq 100); do ( {probe} ) 2>/dev/null && exit 0; sleep 0.1; done; exit 1"
+    if not host.run(f"bash -c {q(script)}").ok:
+        log = host.run(f'tail -n 3 "$HOME"/{REMOTE_DIR}/{LOG_FILE} 2>/dev/null').stdout.strip()
+        raise LabError(
+            f"{host.name}: the echo server did not start listening on {port}"
+            + (f" (log: {log.splitlines()[-1]})" if log else "")
+            + "; is another program using the port?"
+        )
+
+
+def deploy_echo(host: Host, choice: ServerChoice, echo_dir: Path = ECHO_DIR) -> None:
+    """Upload, build and run the echo server on one connected host."""
+    sources = local_sources(echo_dir)
+    choice.program(sources)  # reject impossible choices before touching the host
+    uploaded = upload(host, sources)
+    rebuilt = compile_echo(host, sources, uploaded)
+    program = choice.program(sources)
+    program_changed = (program in uploaded) if choice.server == "python" else rebuilt
+    echo_service(host, choice.command(host.home, sources), program_changed)

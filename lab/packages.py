@@ -1,0 +1,49 @@
+"""Step 6: install the compiler tool chain with apt, only what is missing, never upgrading."""
+
+from __future__ import annotations
+
+import shlex
+
+from lab import facts
+from lab.remote import Host, last_line
+from lab.result import outcome
+from lab.waits import APT_LOCK_TIMEOUT_OPTION
+from labctl.errors import LabError
+
+# gcc and make are the lab's; netcat-openbsd (`nc`, the course's fake client/server) ships with Ubuntu
+# images, so it is only ever installed on minimal hosts such as the sandbox's Debian.
+LAB_PACKAGES = ("gcc", "make", "netcat-openbsd")
+APT_ENV = "DEBIAN_FRONTEND=noninteractive"
+APT_TIMEOUT = 900
+
+
+def install_command(missing: list[str]) -> str:
+    """The root command: refresh the package lists, then install exactly the missing packages."""
+    names = " ".join(shlex.quote(n) for n in missing)
+    apt = f"env {APT_ENV} apt-get -q -y {APT_LOCK_TIMEOUT_OPTION}"
+    return f"{apt} update && {apt} install --no-upgrade {names}"
+
+
+def update_command() -> str:
+    return f"env {APT_ENV} apt-get -q -y {APT_LOCK_TIMEOUT_OPTION} update"
+
+
+def packages(host: Host, names: tuple[str, ...] = LAB_PACKAGES, *, refresh_lists: bool = False) -> None:
+    """Install the packages dpkg does not report as installed; `refresh_lists` runs apt-get update anyway."""
+    missing = [n for n in names if n not in facts.installed_packages(host, list(names))]
+    status = outcome(bool(missing), host.dry_run)
+    if missing and not host.dry_run:
+        run_apt(host, install_command(missing))
+    elif refresh_lists and not host.dry_run:
+        run_apt(host, update_command())
+    detail = f"install {' '.join(missing)}" if missing else "installed: " + " ".join(names)
+    host.record("packages", status, detail)
+
+
+def run_apt(host: Host, command: str) -> None:
+    out = host.sudo(command, timeout=APT_TIMEOUT)
+    if not out.ok:
+        raise LabError(
+            f"{host.name}: apt-get failed: {last_line(out)}; check the mirror in /etc/apt/sources.list "
+            f"(--mirror) and the host's network, then re-run"
+        )

@@ -1,0 +1,116 @@
+"""The result model: every step and check reports one line per host, readable or as JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Callable, TextIO
+
+OK = "ok"
+CHANGED = "changed"
+WOULD_CHANGE = "would change"
+FAILED = "failed"
+PASSED = "pass"
+
+GOOD_STATUSES = (OK, CHANGED, WOULD_CHANGE, PASSED)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one step or check did on one host, with a short detail (and a probable cause on failure)."""
+
+    host: str
+    step: str
+    status: str
+    detail: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status not in GOOD_STATUSES
+
+    def line(self, width: int = 0) -> str:
+        """One readable line: `[host] step        status  detail`."""
+        text = f"[{self.host}] {self.step.ljust(width)}  {self.status}"
+        return f"{text}: {self.detail}" if self.detail else text
+
+
+def outcome(needs_change: bool, dry_run: bool) -> str:
+    """The status a step reports: `ok` when nothing differs, else `changed` or (dry run) `would change`."""
+    if not needs_change:
+        return OK
+    return WOULD_CHANGE if dry_run else CHANGED
+
+
+@dataclass
+class Report:
+    """Results of one task on all hosts, in order; optionally printed as they arrive."""
+
+    results: list[Result] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    live: TextIO | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, result: Result) -> Result:
+        with self._lock:
+            self.results.append(result)
+            if self.live is not None:
+                print(result.line(STEP_WIDTH), file=self.live, flush=True)
+        return result
+
+    def fail_host(self, host: str, message: str) -> None:
+        """Record that a host stopped with an expected error (a LabError's one line)."""
+        self.add(Result(host, "error", FAILED, message))
+        with self._lock:
+            self.errors[host] = message
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and not any(r.failed for r in self.results)
+
+    @property
+    def changed(self) -> list[Result]:
+        return [r for r in self.results if r.status in (CHANGED, WOULD_CHANGE)]
+
+    def text(self) -> str:
+        """All results, one line each, with a closing summary line."""
+        lines = [r.line(STEP_WIDTH) for r in self.results]
+        lines.append(self.summary())
+        return "\n".join(lines)
+
+    def table(self) -> str:
+        """A table: host, check, result, detail; then the summary line."""
+        rows = [("HOST", "CHECK", "RESULT", "DETAIL")]
+        rows += [(r.host, r.step, r.status.upper(), r.detail) for r in self.results]
+        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths)) + "  " + row[3] for row in rows]
+        return "\n".join([*(line.rstrip() for line in lines), self.summary()])
+
+    def summary(self) -> str:
+        counts: dict[str, int] = {}
+        for r in self.results:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        parts = [f"{n} {status}" for status, n in counts.items()]
+        return "summary: " + (", ".join(parts) if parts else "nothing to report")
+
+    def as_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "results": [asdict(r) for r in self.results],
+            "errors": dict(self.errors),
+        }
+
+    def json(self) -> str:
+        return json.dumps(self.as_dict(), ensure_ascii=False, indent=2)
+
+
+STEP_WIDTH = 16
+
+
+def stdout_report() -> Report:
+    """A report that prints each line as soon as it is added."""
+    return Report(live=sys.stdout)
+
+
+StepFunc = Callable[..., Result]

@@ -1,0 +1,156 @@
+"""Glue between the Fabric tasks and lab/: open one connection per host, run the steps, print the report.
+
+The fabfile (or labctl.targets) turns its target into `HostTarget`s and calls these three functions.
+Hosts run in parallel, each over its own single Connection; an expected failure on one host is reported
+as one line and makes the task fail (LabError) after the other hosts have finished.
+"""
+
+from __future__ import annotations
+
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, TextIO
+
+from fabric import Config
+
+from lab import deploy
+from lab import verify as checks
+from lab.connect import open_connection
+from lab.provision import ProvisionOptions, provision
+from lab.remote import Host
+from lab.result import Report
+from labctl.errors import LabError
+from labctl.hosttarget import HostTarget
+
+HostJob = Callable[[Host], object]
+
+
+def run_on_hosts(
+    hosts: list[HostTarget],
+    job: HostJob,
+    report: Report,
+    *,
+    dry_run: bool = False,
+    options: ProvisionOptions | None = None,
+    config: Config | None = None,
+) -> Report:
+    """Run `job` on every host in parallel (one Connection each), collecting results in `report`."""
+    options = options or ProvisionOptions()
+
+    def one(target: HostTarget) -> None:
+        try:
+            conn = open_connection(
+                target,
+                ssh_timeout=options.ssh_timeout,
+                trust_new_host=options.trust_new_host,
+                config=config,
+            )
+        except LabError as exc:
+            report.fail_host(target.name, str(exc))
+            return
+        try:
+            job(Host(conn, target.name, report, dry_run=dry_run))
+        except LabError as exc:
+            report.fail_host(target.name, str(exc))
+        finally:
+            conn.close()
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(hosts), 8))) as pool:
+        list(pool.map(one, hosts))
+    return report
+
+
+def require_hosts(hosts: list[HostTarget], task: str) -> None:
+    if not hosts:
+        raise LabError(f"{task}: no hosts to act on; run fab provision first (or give -H user@host)")
+
+
+def fail_if_errors(report: Report, task: str) -> None:
+    if report.errors:
+        first_host, message = next(iter(report.errors.items()))
+        more = f" (and {len(report.errors) - 1} more hosts)" if len(report.errors) > 1 else ""
+        raise LabError(f"{task} failed on {first_host}{more}: {message}")
+
+
+def dry_run_note(dry_run: bool) -> str:
+    return " (dry run: nothing is changed)" if dry_run else ""
+
+
+def provision_hosts(
+    hosts: list[HostTarget],
+    options: ProvisionOptions | None = None,
+    dry_run: bool = False,
+    *,
+    as_json: bool = False,
+    out: TextIO | None = None,
+    config: Config | None = None,
+) -> Report:
+    """Provision steps 1-7 on every host; prints one line per step (or JSON); LabError if a host failed."""
+    require_hosts(hosts, "provision")
+    options = (options or ProvisionOptions()).check()
+    out = out or sys.stdout
+    report = Report(live=None if as_json else out)
+    if not as_json:
+        print(f"provision: {names(hosts)}{dry_run_note(dry_run)}", file=out, flush=True)
+    run_on_hosts(hosts, lambda h: provision(h, options), report, dry_run=dry_run, options=options,
+                 config=config)
+    finish(report, as_json, out)
+    fail_if_errors(report, "provision")
+    return report
+
+
+def deploy_echo(
+    hosts: list[HostTarget],
+    server: str = "c",
+    concurrent: bool = False,
+    dry_run: bool = False,
+    *,
+    as_json: bool = False,
+    out: TextIO | None = None,
+    options: ProvisionOptions | None = None,
+    config: Config | None = None,
+) -> Report:
+    """Upload/build/run the echo server on every host (only what changed); LabError if a host failed."""
+    require_hosts(hosts, "deploy-echo")
+    choice = deploy.ServerChoice(server, concurrent)
+    choice.program(deploy.local_sources())  # a bad --server/--concurrent fails before any connection
+    out = out or sys.stdout
+    report = Report(live=None if as_json else out)
+    if not as_json:
+        mode = f"{server}{' --concurrent' if concurrent else ''}"
+        print(f"deploy-echo ({mode}): {names(hosts)}{dry_run_note(dry_run)}", file=out, flush=True)
+    run_on_hosts(hosts, lambda h: deploy.deploy_echo(h, choice), report, dry_run=dry_run, options=options,
+                 config=config)
+    finish(report, as_json, out)
+    fail_if_errors(report, "deploy-echo")
+    return report
+
+
+def verify(
+    hosts: list[HostTarget],
+    as_json: bool = False,
+    *,
+    out: TextIO | None = None,
+    options: ProvisionOptions | None = None,
+    config: Config | None = None,
+) -> bool:
+    """All checks from this machine and on each host; prints a table (or JSON); True only if all passed."""
+    require_hosts(hosts, "verify")
+    out = out or sys.stdout
+    report = Report()
+    for target in hosts:
+        checks.verify_from_here(report, target.name, target.address)
+    run_on_hosts(hosts, checks.verify_on_host, report, options=options, config=config)
+    if as_json:
+        print(report.json(), file=out)
+    else:
+        print(report.table(), file=out)
+    return report.ok
+
+
+def finish(report: Report, as_json: bool, out: TextIO) -> None:
+    print(report.json() if as_json else report.summary(), file=out, flush=True)
+
+
+def names(hosts: list[HostTarget]) -> str:
+    return ", ".join(f"{h.name} ({h.target}, {h.user}@{h.address})" for h in hosts)
