@@ -1,0 +1,117 @@
+"""labctl's Fabric tasks: thin wrappers that map options to labctl calls.
+
+Run `fab --list` for the tasks and `fab --help provision` for a task's options.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+
+from fabric import task
+
+from labctl import cloud_tasks
+from labctl.output import reports_lab_errors
+
+_LAB_HELP = {
+    "target": "aws or sandbox (default: $LAB_TARGET, the recorded target, aws if credentials, else sandbox)",
+    "region": "AWS region (default: the recorded one, else ap-northeast-2)",
+    "name": "lab name used in tags and resource names (default: the recorded one, else netlab)",
+}
+_PROVISION_HELP = {
+    **_LAB_HELP,
+    "instance-type": "EC2 instance type (default t2.micro)",
+    "release": "Ubuntu release: 20.04 (default), 22.04 or 24.04",
+    "ami": "use this AMI id instead of searching Canonical's images",
+    "public-key": "import this OpenSSH public key instead of creating an ed25519 key pair",
+    "ssh-cidr": "source CIDR for SSH, ICMP and port 12345 (default: your public IP /32 on AWS)",
+    "open-world": "allow 0.0.0.0/0 as in the course (prints a warning)",
+    "cloud-only": "stop after the cloud resources; never connect to the instance",
+    "dry-run": "show what would be done and change nothing",
+}
+
+
+def _options(**kwargs) -> cloud_tasks.ProvisionOptions:
+    given = {key: value for key, value in kwargs.items() if value is not None}
+    return cloud_tasks.ProvisionOptions(**given)
+
+
+@task(help=_PROVISION_HELP)
+@reports_lab_errors
+def provision(
+    c,
+    target=None,
+    region=None,
+    name=None,
+    instance_type=None,
+    release=None,
+    ami=None,
+    public_key=None,
+    ssh_cidr=None,
+    open_world=False,
+    cloud_only=False,
+    dry_run=False,
+):
+    """Create or converge the lab: key pair, security group, Ubuntu instance (then the host setup)."""
+    cloud_tasks.provision(
+        _options(
+            target=target,
+            region=region,
+            name=name,
+            instance_type=instance_type,
+            release=release,
+            ami=ami,
+            public_key=public_key,
+            ssh_cidr=ssh_cidr,
+            open_world=open_world,
+            cloud_only=cloud_only,
+            dry_run=dry_run,
+        )
+    )
+
+
+@task(help={k: v for k, v in _PROVISION_HELP.items() if k not in ("cloud-only", "dry-run")})
+@reports_lab_errors
+def plan(
+    c,
+    target=None,
+    region=None,
+    name=None,
+    instance_type=None,
+    release=None,
+    ami=None,
+    public_key=None,
+    ssh_cidr=None,
+    open_world=False,
+):
+    """Show what provision would create, change or start, without changing anything."""
+    cloud_tasks.plan(
+        _options(
+            target=target,
+            region=region,
+            name=name,
+            instance_type=instance_type,
+            release=release,
+            ami=ami,
+            public_key=public_key,
+            ssh_cidr=ssh_cidr,
+            open_world=open_world,
+        )
+    )
+
+
+@task(help={**_LAB_HELP, "json": "print JSON (stable keys, see infra/STATUS-JSON.md)"})
+@reports_lab_errors
+def status(c, target=None, region=None, name=None, json=False):
+    """Show the lab's instances, security group and key pair."""
+    data = cloud_tasks.status_data(target, region, name)
+    if json:
+        print(jsonlib.dumps(data, indent=2, sort_keys=True))
+    else:
+        print("\n".join(cloud_tasks.status_lines(data)))
+
+
+@task(help={**_LAB_HELP, "keep-key": "keep the key pair and its private key file"})
+@reports_lab_errors
+def teardown(c, target=None, region=None, name=None, keep_key=False):
+    """Terminate the lab's instances and delete its security group and key pair."""
+    cloud_tasks.teardown(target, region, name, keep_key)
