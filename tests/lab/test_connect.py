@@ -1,0 +1,147 @@
+"""Waiting for SSH and host-key checking, against real sockets and a private sshd on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+
+import pytest
+
+from lab import connect
+from labctl.errors import LabError
+from labctl.hosttarget import HostTarget
+from tests.lab.local_sshd import keygen, local_sshd
+
+
+class OneShotServer:
+    """A loopback TCP listener that sends `greeting` to every client (None: accept and stay silent)."""
+
+    def __init__(self, greeting: bytes | None):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.greeting = greeting
+        self.clients: list[socket.socket] = []
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            self.clients.append(client)
+            if self.greeting is not None:
+                client.sendall(self.greeting)
+
+    def close(self):
+        self.sock.close()
+        for c in self.clients:
+            c.close()
+
+
+@pytest.fixture
+def server_factory():
+    servers = []
+
+    def make(greeting):
+        servers.append(OneShotServer(greeting))
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        s.close()
+
+
+def test_probe_accepts_an_ssh_banner(server_factory):
+    server = server_factory(b"SSH-2.0-OpenSSH_8.2p1 Ubuntu\r\n")
+    assert connect.probe_ssh("127.0.0.1", server.port, timeout=2) is None
+    connect.wait_for_ssh("127.0.0.1", server.port, timeout=5)
+
+
+def test_probe_names_a_non_ssh_service(server_factory):
+    server = server_factory(b"HTTP/1.1 400 Bad Request\r\n")
+    assert "is not SSH" in connect.probe_ssh("127.0.0.1", server.port, timeout=2)
+
+
+def test_probe_names_a_silent_port(server_factory):
+    server = server_factory(None)
+    assert "no SSH banner" in connect.probe_ssh("127.0.0.1", server.port, timeout=0.5)
+
+
+def test_wait_for_ssh_gives_up_with_the_cause(free_port):
+    with pytest.raises(LabError) as err:
+        connect.wait_for_ssh("127.0.0.1", free_port, timeout=1)
+    message = str(err.value)
+    assert f"SSH on 127.0.0.1:{free_port} not ready after 1 s" in message
+    assert "connection refused" in message
+    assert "\n" not in message
+
+
+def test_host_key_entry_format():
+    assert connect.host_key_entry("198.51.100.10", 22) == "198.51.100.10"
+    assert connect.host_key_entry("127.0.0.1", 2222) == "[127.0.0.1]:2222"
+
+
+def test_bad_pinned_key_is_a_lab_error():
+    with pytest.raises(LabError, match="cannot read the pinned host key"):
+        connect.decode_host_key("ssh-ed25519", "bm90IGEga2V5")
+
+
+@pytest.fixture
+def sshd(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run a private sshd")
+    with local_sshd(tmp_path) as server:
+        yield server
+
+
+def target_for(sshd, host_keys=()) -> HostTarget:
+    return HostTarget(
+        name="local", address="127.0.0.1", user="root", key_file=sshd.client_key, port=sshd.port,
+        host_keys=tuple(host_keys), target="byo",
+    )
+
+
+@pytest.mark.root
+def test_pinned_key_connects(sshd):
+    pinned = [(sshd.host_key_type, sshd.host_key_b64)]
+    conn = connect.open_connection(target_for(sshd, pinned), ssh_timeout=10)
+    try:
+        assert conn.run("echo pinned", hide=True, in_stream=False).stdout == "pinned\n"
+    finally:
+        conn.close()
+
+
+@pytest.mark.root
+def test_other_pinned_key_is_rejected(sshd, tmp_path):
+    other_type, other_b64 = keygen(tmp_path / "impostor")
+    with pytest.raises(LabError, match="host key of root@127.0.0.1:.* is unknown|does not match"):
+        connect.open_connection(target_for(sshd, [(other_type, other_b64)]), ssh_timeout=10)
+
+
+@pytest.mark.root
+def test_unknown_byo_host_is_refused_without_the_flag(sshd, tmp_path, monkeypatch):
+    monkeypatch.setenv("LAB_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    with pytest.raises(LabError, match="--trust-new-host"):
+        connect.open_connection(target_for(sshd), ssh_timeout=10)
+
+
+@pytest.mark.root
+def test_first_use_trust_saves_the_key_then_pins_it(sshd, tmp_path, monkeypatch):
+    state = tmp_path / "state"
+    monkeypatch.setenv("LAB_STATE_DIR", str(state))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    conn = connect.open_connection(target_for(sshd), ssh_timeout=10, trust_new_host=True)
+    conn.close()
+    saved = state / connect.KNOWN_HOSTS_FILE
+    assert saved.read_text() == f"[127.0.0.1]:{sshd.port} {sshd.host_key_type} {sshd.host_key_b64}\n"
+    assert saved.stat().st_mode & 0o777 == 0o600
+    conn = connect.open_connection(target_for(sshd), ssh_timeout=10)  # now known: no flag needed
+    conn.close()
+    saved.write_text(f"[127.0.0.1]:{sshd.port} {' '.join(keygen(tmp_path / 'other'))}\n")
+    with pytest.raises(LabError, match="does not match"):
+        connect.open_connection(target_for(sshd), ssh_timeout=10, trust_new_host=True)
