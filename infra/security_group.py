@@ -68,12 +68,12 @@ def normalize(permissions: list[dict]) -> set[Rule]:
     return rules
 
 
-def to_permission(rule: Rule) -> dict:
-    """The IpPermissions entry that adds or revokes exactly `rule`."""
+def to_permission(rule: Rule, describe: bool = True) -> dict:
+    """The IpPermissions entry that adds (with a description) or revokes exactly `rule`."""
     permission: dict = {"IpProtocol": rule.protocol}
     if rule.protocol != "-1":
         permission.update(FromPort=rule.from_port, ToPort=rule.to_port)
-    description = _DESCRIPTIONS.get((rule.protocol, rule.from_port))
+    description = _DESCRIPTIONS.get((rule.protocol, rule.from_port)) if describe else None
     kind, _, value = rule.source.partition(":")
     if kind == "sg":
         permission["UserIdGroupPairs"] = [{"GroupId": value}]
@@ -128,7 +128,9 @@ def _repair_rules(ec2, group_id: str, current: set[Rule], wanted: set[Rule], dry
             GroupId=group_id, IpPermissions=[to_permission(r) for r in missing]
         )
     if not dry_run and extra:
-        ec2.revoke_security_group_ingress(GroupId=group_id, IpPermissions=[to_permission(r) for r in extra])
+        ec2.revoke_security_group_ingress(
+            GroupId=group_id, IpPermissions=[to_permission(r, describe=False) for r in extra]
+        )
     added = [Result(CHANGED, f"rule {rule.describe()}", f"added to {group_id}", dry_run) for rule in missing]
     removed = [
         Result(CHANGED, f"rule {rule.describe()}", f"revoked from {group_id}", dry_run) for rule in extra

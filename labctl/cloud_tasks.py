@@ -298,8 +298,7 @@ def status_lines(data: dict) -> list[str]:
     group = data["security_group"]
     lines.append(f"  sec. group   {group['id']} ({group['name']})" if group else "  sec. group   none")
     for rule in group["rules"] if group else []:
-        ports = "all" if rule["from_port"] == -1 else f"{rule['from_port']}-{rule['to_port']}"
-        lines.append(f"    rule       {rule['protocol']} {ports} from {rule['source']}")
+        lines.append(f"    rule       {groups.Rule(**rule).describe()}")
     pair = data["key_pair"]
     lines.append(f"  key pair     {pair['name']} file {pair['file']}" if pair else "  key pair     none")
     lines += [f"  not ours     {item['resource']}: {item['reason']}" for item in data["not_ours"]]
@@ -356,5 +355,5 @@ def teardown(
             report.add(_teardown_cloud(cloud, ref, keep_key))
     _forget(ref, cloud, keep_key)
     _sandbox_after_teardown(ref, cloud, report)
-    report.finish()
+    report.finish(unchanged="none of this lab's resources exist")
     return report.results

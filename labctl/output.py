@@ -34,12 +34,12 @@ def format_result(result: Result) -> str:
     return f"{line}: {result.message}" if result.message else line
 
 
-def summary_line(results: Iterable[Result], planned: bool = False) -> str:
+def summary_line(results: Iterable[Result], planned: bool = False, unchanged: str = "") -> str:
     """The last line: whether anything changed (or would change)."""
     results = list(results)
     if any_change(results):
         return "plan: the changes above would be made" if planned else "done"
-    return "nothing to do: everything is already as wanted"
+    return f"nothing to do: {unchanged or 'everything is already as wanted'}"
 
 
 class Report:
@@ -61,8 +61,8 @@ class Report:
             self.results.append(result)
             self.line(format_result(result))
 
-    def finish(self, planned: bool = False) -> None:
-        self.line(summary_line(self.results, planned))
+    def finish(self, planned: bool = False, unchanged: str = "") -> None:
+        self.line(summary_line(self.results, planned, unchanged))
 
 
 def reports_lab_errors(func: F) -> F:
