@@ -1,0 +1,156 @@
+"""The gateway's apt proxy: a small caching HTTP forward proxy on 198.51.100.1 only.
+
+Requests for the EC2 regional archive, mirror.kakao.com or this machine's own Debian mirror are fetched from
+this machine's configured Debian mirror (same path); anything else gets 403. Package files (`.deb`) and
+`by-hash` files never change under their name, so they are cached on disk; index files are always fetched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from sandbox.host import MIRROR_NAMES
+
+DEFAULT_CACHE = Path("/var/cache/labctl/apt")
+PASSED_REQUEST_HEADERS = ("If-Modified-Since", "If-None-Match", "Range", "If-Range", "Cache-Control")
+PASSED_RESPONSE_HEADERS = ("Content-Type", "Content-Length", "Last-Modified", "ETag", "Content-Range",
+                           "Accept-Ranges")
+
+
+def is_immutable(path: str) -> bool:
+    """Files whose content never changes under their path."""
+    return path.endswith(".deb") or "/by-hash/" in path
+
+
+class AptProxy:
+    """The proxy server: `start()` serves in a thread, `stop()` closes it."""
+
+    def __init__(self, listen: str, upstream_url: str, cache_dir: Path = DEFAULT_CACHE, port: int = 0):
+        upstream = urlsplit(upstream_url)
+        self.upstream_host = upstream.netloc
+        self.allowed_hosts = {name.lower() for name in (*MIRROR_NAMES, upstream.hostname or "")}
+        self.cache_dir = cache_dir
+        self.server = ThreadingHTTPServer((listen, port), self._handler_class())
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, name="apt-proxy", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
+    def start(self) -> AptProxy:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def cache_path(self, path: str) -> Path | None:
+        if not is_immutable(path) or ".." in path.split("/"):
+            return None
+        return self.cache_dir / path.lstrip("/")
+
+    def _handler_class(self):
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format, *args):  # quiet: the daemon log only wants errors
+                pass
+
+            def do_CONNECT(self):
+                self._refuse("CONNECT is not allowed")
+
+            def do_GET(self):
+                self._serve(head=False)
+
+            def do_HEAD(self):
+                self._serve(head=True)
+
+            def _refuse(self, why: str) -> None:
+                body = f"labctl sandbox apt proxy: {why}\n".encode()
+                self.send_response(403)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _serve(self, head: bool) -> None:
+                url = urlsplit(self.path)
+                host = (url.hostname or self.headers.get("Host", "").split(":")[0]).lower()
+                if url.scheme not in ("http", "") or host not in proxy.allowed_hosts:
+                    self._refuse(f"only the Debian mirror is reachable, not {host or self.path}")
+                    return
+                path = url.path + (f"?{url.query}" if url.query else "")
+                cached = proxy.cache_path(url.path)
+                if cached is not None and cached.is_file():
+                    self._send_file(cached, head)
+                    return
+                self._forward(path, head, cached)
+
+            def _send_file(self, path: Path, head: bool) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(path.stat().st_size))
+                self.send_header("Content-Type", "application/octet-stream")
+                self.end_headers()
+                if not head:
+                    with open(path, "rb") as f:
+                        shutil.copyfileobj(f, self.wfile)
+
+            def _forward(self, path: str, head: bool, cache_to: Path | None) -> None:
+                headers = {k: self.headers[k] for k in PASSED_REQUEST_HEADERS if k in self.headers}
+                if cache_to is not None:
+                    headers.pop("Range", None)
+                    headers.pop("If-Range", None)
+                conn = http.client.HTTPConnection(proxy.upstream_host, timeout=60)
+                try:
+                    conn.request("HEAD" if head else "GET", path, headers=headers)
+                    response = conn.getresponse()
+                    self.send_response(response.status)
+                    for name in PASSED_RESPONSE_HEADERS:
+                        if response.getheader(name) is not None:
+                            self.send_header(name, response.getheader(name))
+                    if response.getheader("Content-Length") is None:
+                        self.send_header("Connection", "close")
+                        self.close_connection = True
+                    self.end_headers()
+                    if not head:
+                        self._relay(response, cache_to if response.status == 200 else None)
+                except OSError as error:
+                    with contextlib.suppress(OSError):
+                        self.send_error(502, f"upstream mirror: {error}")
+                    self.close_connection = True
+                finally:
+                    conn.close()
+
+            def _relay(self, response, cache_to: Path | None) -> None:
+                tmp = None
+                if cache_to is not None:
+                    cache_to.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = cache_to.with_name(f".{cache_to.name}.{os.getpid()}.{threading.get_ident()}")
+                sink = open(tmp, "wb") if tmp else None  # noqa: SIM115 (closed below, or removed)
+                try:
+                    while chunk := response.read(65536):
+                        self.wfile.write(chunk)
+                        if sink:
+                            sink.write(chunk)
+                    if sink:
+                        sink.close()
+                        os.replace(tmp, cache_to)
+                        sink = None
+                finally:
+                    if sink:
+                        sink.close()
+                        with contextlib.suppress(OSError):
+                            os.unlink(tmp)
+
+        return Handler

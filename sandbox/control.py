@@ -1,0 +1,234 @@
+"""Start, inspect and stop the sandbox daemon of a state directory: the API the rest of labctl calls.
+
+    ensure_running(state_dir) -> "http://127.0.0.1:PORT"   (starts the daemon when needed)
+    running_endpoint(state_dir) -> str | None
+    status(state_dir) -> dict
+    shutdown_if_idle(state_dir) -> bool
+    cleanup_orphans() -> list[str]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from labctl.errors import LabError
+from sandbox.orphans import cleanup_orphans, daemon_alive
+
+__all__ = ["ensure_running", "running_endpoint", "status", "shutdown_if_idle", "cleanup_orphans",
+           "SANDBOX_SSH_CIDR"]
+
+# The sandbox's clients connect from the bridge address: the operator's /32 in a security group.
+SANDBOX_SSH_CIDR = "198.51.100.1/32"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 30.0
+REQUIRED_COMMANDS = {
+    "ip": "iproute2", "iptables-restore": "iptables", "sshd": "openssh-server",
+    "ssh-keygen": "openssh-client", "unshare": "util-linux", "debootstrap": "debootstrap",
+    "chroot": "coreutils",
+}
+IDLE_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
+
+
+def sandbox_dir(state_dir: Path) -> Path:
+    return Path(state_dir) / "sandbox"
+
+
+def _daemon_info(state_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((sandbox_dir(state_dir) / "daemon.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _answers(endpoint: str) -> bool:
+    try:
+        urllib.request.urlopen(endpoint + "/moto-api/", timeout=2).close()
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def running_endpoint(state_dir: Path) -> str | None:
+    """The endpoint URL of this state dir's daemon when it runs and answers, else None."""
+    info = _daemon_info(state_dir)
+    if info.get("pid") and daemon_alive(int(info["pid"])) and _answers(info.get("endpoint", "")):
+        return info["endpoint"]
+    return None
+
+
+def check_prerequisites() -> None:
+    """Raise LabError naming what is missing: root, a command (with its apt package) or moto."""
+    if os.geteuid() != 0:
+        raise LabError("the sandbox target needs root (network namespaces, sshd, iptables): run it as root, "
+                       "e.g. with sudo")
+    for command, package in REQUIRED_COMMANDS.items():
+        if shutil.which(command, path="/usr/sbin:/usr/bin:/sbin:/bin") is None:
+            raise LabError(f"the sandbox target needs `{command}`: install it with "
+                           f"`apt-get install {package}`")
+    try:
+        import flask  # noqa: F401
+        import moto  # noqa: F401
+    except ImportError:
+        raise LabError("the sandbox target needs moto's server: pip install 'labctl[sandbox]'") from None
+    if "overlay" not in Path("/proc/filesystems").read_text():
+        raise LabError("the sandbox target needs overlayfs in the kernel: run `modprobe overlay`")
+
+
+@contextlib.contextmanager
+def _control_lock(state_dir: Path):
+    directory = sandbox_dir(state_dir)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(directory / "control.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def ensure_running(state_dir: Path, say=print) -> str:
+    """Start this state dir's daemon unless it runs; wait until its API answers; return the endpoint URL."""
+    state_dir = Path(state_dir).resolve()
+    endpoint = running_endpoint(state_dir)
+    if endpoint:
+        return endpoint
+    check_prerequisites()
+    from sandbox.rootfs import ensure_rootfs
+
+    ensure_rootfs(say=say)
+    with _control_lock(state_dir):
+        endpoint = running_endpoint(state_dir)
+        if endpoint:
+            return endpoint
+        (sandbox_dir(state_dir) / "daemon.json").unlink(missing_ok=True)
+        process = _spawn_daemon(state_dir)
+        endpoint = _wait_for_api(state_dir, process)
+    say(f"sandbox: daemon {process.pid} serves the EC2 API at {endpoint}")
+    return endpoint
+
+
+def _spawn_daemon(state_dir: Path) -> subprocess.Popen:
+    log = sandbox_dir(state_dir) / "daemon.log"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT),
+                                                                      os.environ.get("PYTHONPATH")])))
+    with open(log, "ab") as log_file:
+        return subprocess.Popen(
+            [sys.executable, "-m", "sandbox.daemon", "--state-dir", str(state_dir)],
+            stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, env=env, cwd=str(PROJECT_ROOT),
+            start_new_session=True, close_fds=True,
+        )
+
+
+def _wait_for_api(state_dir: Path, process: subprocess.Popen) -> str:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise LabError(f"the sandbox daemon exited at start ({_last_log_line(state_dir)}); see "
+                           f"{sandbox_dir(state_dir) / 'daemon.log'}")
+        endpoint = _daemon_info(state_dir).get("endpoint")
+        if endpoint and _answers(endpoint):
+            return endpoint
+        time.sleep(0.1)
+    _stop_pid(process.pid)
+    raise LabError(f"the sandbox daemon did not answer within {START_TIMEOUT:.0f} s; see "
+                   f"{sandbox_dir(state_dir) / 'daemon.log'}")
+
+
+def _last_log_line(state_dir: Path) -> str:
+    try:
+        lines = (sandbox_dir(state_dir) / "daemon.log").read_text().strip().splitlines()
+    except OSError:
+        return "no log"
+    errors = [line for line in lines if "Error" in line or "ERROR" in line]
+    return (errors or lines or ["no log"])[-1].strip()
+
+
+def status(state_dir: Path) -> dict[str, Any]:
+    """The daemon (pid, endpoint, rootfs, proxy) and its hosts (id, address, state, namespace, sshd pid)."""
+    from sandbox import host
+
+    info = _daemon_info(state_dir)
+    endpoint = running_endpoint(state_dir)
+    try:
+        recorded = json.loads((sandbox_dir(state_dir) / "hosts.json").read_text())
+    except (OSError, ValueError):
+        recorded = {}
+    hosts = []
+    for instance_id, entry in sorted(recorded.get("hosts", {}).items()):
+        pid = entry.get("pid")
+        hosts.append({
+            "instance_id": instance_id, "address": entry.get("address"), "state": entry.get("state"),
+            "namespace": entry.get("netns"), "sshd_pid": host.sshd_pid(pid) if endpoint and pid else None,
+        })
+    return {
+        "running": endpoint is not None,
+        "pid": info.get("pid") if endpoint else None,
+        "endpoint": endpoint,
+        "rootfs": info.get("rootfs"),
+        "proxy": info.get("proxy") if endpoint else None,
+        "hosts": hosts,
+    }
+
+
+def _busy_instances(state_dir: Path, endpoint: str) -> list[str]:
+    """Instances the API still has in a non-terminated state, in every region the daemon has seen."""
+    import boto3
+
+    try:
+        recorded = json.loads((sandbox_dir(state_dir) / "hosts.json").read_text())
+    except (OSError, ValueError):
+        recorded = {}
+    regions = {v.get("region") for v in recorded.get("instances", {}).values()} | {"ap-northeast-2"}
+    busy = []
+    for region in sorted(r for r in regions if r):
+        client = boto3.client("ec2", region_name=region, endpoint_url=endpoint, aws_access_key_id="sandbox",
+                              aws_secret_access_key="sandbox")
+        pages = client.get_paginator("describe_instances").paginate(
+            Filters=[{"Name": "instance-state-name", "Values": list(IDLE_STATES)}])
+        for page in pages:
+            busy += [i["InstanceId"] for r in page["Reservations"] for i in r["Instances"]]
+    return busy
+
+
+def shutdown_if_idle(state_dir: Path) -> bool:
+    """Stop the daemon and remove its files when no instance is pending/running/stopping/stopped.
+
+    Returns True when no daemon of this state dir runs afterwards (also when none ran), False when busy.
+    """
+    state_dir = Path(state_dir).resolve()
+    with _control_lock(state_dir):
+        endpoint = running_endpoint(state_dir)
+        if endpoint and _busy_instances(state_dir, endpoint):
+            return False
+        pid = _daemon_info(state_dir).get("pid")
+        if pid and daemon_alive(int(pid)):
+            _stop_pid(int(pid))
+    shutil.rmtree(sandbox_dir(state_dir), ignore_errors=True)
+    return True
+
+
+def _stop_pid(pid: int) -> None:
+    """SIGTERM the daemon (it destroys its hosts); if it does not stop in time, SIGKILL and clean orphans."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while time.monotonic() < deadline and daemon_alive(pid):
+        time.sleep(0.05)
+    if daemon_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        while daemon_alive(pid):
+            time.sleep(0.05)
+        cleanup_orphans()

@@ -1,0 +1,111 @@
+"""The sandbox daemon: moto's EC2 API on 127.0.0.1, the apt proxy on the gateway, and the reconciler.
+
+Run as `python -m sandbox.daemon --state-dir DIR` (control.ensure_running does, detached). It writes
+DIR/sandbox/daemon.json once the API answers, logs to DIR/sandbox/daemon.log, registers itself in
+/run/labctl/daemons/, and on SIGTERM destroys its hosts, leases and (when unused) the bridge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from labctl.netsafety import SANDBOX_GATEWAY
+
+DAEMON_MARK = "LABCTL_SANDBOX_DAEMON"
+RECONCILE_INTERVAL = 0.1
+log = logging.getLogger("sandbox.daemon")
+
+
+def registry_dir() -> Path:
+    from sandbox.network import RUN_DIR
+
+    return RUN_DIR / "daemons"
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)
+
+
+class Daemon:
+    def __init__(self, state_dir: Path):
+        self.sandbox_dir = state_dir / "sandbox"
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        from sandbox import moto_images
+
+        moto_images.install(self.sandbox_dir / "amis.json", with_lookalike=False)
+        from moto.server import ThreadedMotoServer
+
+        from sandbox import host, motopatch, network
+        from sandbox.aptproxy import AptProxy
+        from sandbox.mirror import debian_mirror_url
+        from sandbox.reconciler import Reconciler, snapshot_instances
+        from sandbox.rootfs import ensure_rootfs
+
+        owner = os.getpid()
+        rootfs = ensure_rootfs(say=log.info)
+        network.ensure_bridge()
+        registry_dir().mkdir(parents=True, exist_ok=True)
+        _write_json(registry_dir() / str(owner), {"state_dir": str(self.sandbox_dir.parent)})
+        proxy = AptProxy(SANDBOX_GATEWAY, debian_mirror_url()).start()
+        reconciler = Reconciler(self.sandbox_dir, rootfs, proxy.port, owner)
+        motopatch.install(
+            allocate=lambda instance_id: network.lease_address(owner, instance_id),
+            console_text=lambda instance_id: host.console_output(reconciler.host_dir(instance_id)),
+        )
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        endpoint = f"http://127.0.0.1:{server.get_host_and_port()[1]}"
+        _write_json(self.sandbox_dir / "daemon.json", {
+            "pid": owner, "endpoint": endpoint, "proxy": f"http://{SANDBOX_GATEWAY}:{proxy.port}",
+            "rootfs": str(rootfs), "started": time.time(),
+        })
+        log.info("API at %s, apt proxy at %s:%d, rootfs %s", endpoint, SANDBOX_GATEWAY, proxy.port, rootfs)
+        try:
+            while not self.stopping.is_set():
+                reconciler.step(snapshot_instances())
+                self.stopping.wait(RECONCILE_INTERVAL)
+        finally:
+            log.info("stopping: destroying hosts")
+            server.stop()
+            reconciler.destroy_all()
+            proxy.stop()
+            network.release_all(owner)
+            network.remove_bridge_if_unused()
+            (registry_dir() / str(owner)).unlink(missing_ok=True)
+            (self.sandbox_dir / "daemon.json").unlink(missing_ok=True)
+            log.info("stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sandbox.daemon", description=__doc__.splitlines()[0])
+    parser.add_argument("--state-dir", required=True, type=Path)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    daemon = Daemon(args.state_dir.resolve())
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda *_: daemon.stopping.set())
+    try:
+        daemon.run()
+    except Exception:
+        log.exception("the sandbox daemon failed")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Find and remove what a dead sandbox daemon left behind, recognised only by our marks.
+
+Marks: processes carrying LABCTL_SANDBOX_OWNER=<daemon pid> in their environment, netns `labctl-*`, veths
+`lxv*`, the bridge `labctl0`, mounts whose source starts with `labctl-`, leases and daemon registrations in
+/run/labctl. A daemon counts as alive while its registered pid runs `sandbox.daemon`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from sandbox import host, network
+from sandbox.daemon import registry_dir
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def daemon_alive(pid: int) -> bool:
+    return network.pid_alive(pid) and "sandbox.daemon" in _cmdline(pid)
+
+
+def live_daemons() -> dict[int, str]:
+    """pid → state dir of every registered daemon that still runs."""
+    found = {}
+    for path in registry_dir().glob("*") if registry_dir().exists() else ():
+        if path.name.isdigit() and daemon_alive(int(path.name)):
+            with contextlib.suppress(OSError, ValueError):
+                found[int(path.name)] = json.loads(path.read_text()).get("state_dir", "")
+    return found
+
+
+def _owner_of(pid: int) -> int | None:
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    prefix = (host.OWNER_ENV + "=").encode()
+    for item in environ:
+        if item.startswith(prefix):
+            with contextlib.suppress(ValueError):
+                return int(item[len(prefix):])
+    return None
+
+
+def _orphan_process_groups(alive: set[int]) -> set[int]:
+    groups = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            owner = _owner_of(int(entry))
+            if owner is not None and owner not in alive and network.pid_alive(int(entry)):
+                with contextlib.suppress(OSError):
+                    groups.add(os.getpgid(int(entry)))
+    return groups
+
+
+def _live_instances() -> set[str]:
+    return {lease.get("instance", "") for lease in network.all_leases() if daemon_alive(lease["owner"])}
+
+
+def _orphan_mounts() -> list[str]:
+    with open("/proc/mounts") as mounts:
+        return [line.split()[1] for line in mounts if line.split()[0].startswith("labctl-")]
+
+
+def cleanup_orphans() -> list[str]:
+    """Remove everything of ours whose daemon is gone; return a line per removed thing."""
+    removed: list[str] = []
+    alive = set(live_daemons())
+    for pgid in sorted(_orphan_process_groups(alive)):
+        host.stop_process_group(pgid)
+        removed.append(f"process group {pgid}")
+    live_ids = {network.netns_name(i) for i in _live_instances() if i}
+    for netns in network.list_netns():
+        if netns not in live_ids:
+            network.run("ip", "netns", "del", netns)
+            removed.append(f"netns {netns}")
+    live_veths = {network.veth_name(i) for i in _live_instances() if i}
+    for veth in network.list_veths():
+        if veth not in live_veths:
+            subprocess.run(["ip", "link", "del", veth], capture_output=True)
+            removed.append(f"veth {veth}")
+    for mount_point in reversed(_orphan_mounts()):
+        subprocess.run(["umount", "-l", mount_point], capture_output=True)
+        removed.append(f"mount {mount_point}")
+    removed += _remove_dead_registrations(alive)
+    with network.machine_lock():
+        for lease in network.all_leases():
+            if not daemon_alive(lease["owner"]) and not network.pid_alive(lease["owner"]):
+                (network.LEASE_DIR / lease["address"]).unlink(missing_ok=True)
+                removed.append(f"lease {lease['address']}")
+    if network.remove_bridge_if_unused():
+        removed.append(f"bridge {network.BRIDGE}")
+    return removed
+
+
+def _remove_dead_registrations(alive: set[int]) -> list[str]:
+    """Registry entries of dead daemons, and the host files they left in their state dirs."""
+    removed = []
+    for path in registry_dir().glob("*") if registry_dir().exists() else ():
+        if not path.name.isdigit() or int(path.name) in alive:
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            sandbox_dir = Path(json.loads(path.read_text())["state_dir"]) / "sandbox"
+            if sandbox_dir.is_dir():
+                shutil.rmtree(sandbox_dir, ignore_errors=True)
+                removed.append(f"files {sandbox_dir}")
+        path.unlink(missing_ok=True)
+        removed.append(f"daemon registration {path.name}")
+    return removed

@@ -1,0 +1,184 @@
+"""Make the hosts match the EC2 API: pending/running → up, stopping/stopped → down (upper dir kept),
+terminated or gone → destroyed; a host's firewall follows its security groups' ingress rules."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sandbox import firewall, host, network
+
+log = logging.getLogger("sandbox.reconciler")
+
+UP_STATES = ("pending", "running")
+DOWN_STATES = ("stopping", "stopped", "shutting-down")
+
+
+@dataclass(frozen=True)
+class InstanceView:
+    """What the reconciler needs of one moto instance."""
+
+    instance_id: str
+    region: str
+    state: str
+    address: str
+    public_key: str
+    rules: tuple = ()
+
+
+@dataclass
+class LiveHost:
+    netns: str
+    address: str
+    process: subprocess.Popen | None = None
+    ruleset: str = ""
+    state: str = "stopped"
+    extra: dict = field(default_factory=dict)
+
+
+def snapshot_instances() -> list[InstanceView]:
+    """Every instance of every loaded account and region of moto's EC2 backends."""
+    from moto.ec2.models import ec2_backends
+
+    views = []
+    for account in list(dict.values(ec2_backends)):
+        for backend in list(dict.values(account)):
+            for instance in list(backend.all_instances()):
+                views.append(_view(backend, instance))
+    return views
+
+
+def _view(backend, instance) -> InstanceView:
+    key_pair = backend.key_pairs.get(instance.key_name) if instance.key_name else None
+    public_key = key_pair.material_public.decode() if key_pair is not None else ""
+    return InstanceView(
+        instance_id=instance.id,
+        region=backend.region_name,
+        state=instance.state,
+        address=instance.private_ip_address or "",
+        public_key=public_key,
+        rules=tuple(json.dumps(r, sort_keys=True) for r in firewall.moto_rules(instance.security_groups)),
+    )
+
+
+class Reconciler:
+    """Owns the hosts of one daemon. `step()` is called in a loop; `destroy_all()` on shutdown."""
+
+    def __init__(self, sandbox_dir: Path, rootfs: Path, proxy_port: int, owner: int):
+        self.hosts_dir = sandbox_dir / "hosts"
+        self.hosts_dir.mkdir(parents=True, exist_ok=True)
+        self.status_file = sandbox_dir / "hosts.json"
+        self.rootfs = rootfs
+        self.proxy_port = proxy_port
+        self.owner = owner
+        self.hosts: dict[str, LiveHost] = {}
+        self.lock = threading.Lock()
+        self._last_status = ""
+        self.released: set[str] = set()
+
+    def host_dir(self, instance_id: str) -> Path:
+        return self.hosts_dir / instance_id
+
+    def step(self, views: list[InstanceView]) -> None:
+        with self.lock:
+            seen = set()
+            for view in views:
+                seen.add(view.instance_id)
+                try:
+                    self._reconcile(view)
+                except Exception:  # one broken host must not stop the others
+                    log.exception("reconciling %s failed", view.instance_id)
+            for instance_id in [i for i in self.hosts if i not in seen]:
+                self._destroy(instance_id)
+            self._write_status(views)
+
+    def _reconcile(self, view: InstanceView) -> None:
+        if view.state in UP_STATES:
+            self._ensure_up(view)
+        elif view.state in DOWN_STATES:
+            self._ensure_down(view.instance_id)
+        elif view.state == "terminated":
+            self._destroy(view.instance_id)
+            if view.instance_id not in self.released and view.address:
+                network.release_address(view.address)
+                self.released.add(view.instance_id)
+
+    def _ensure_up(self, view: InstanceView) -> None:
+        live = self.hosts.get(view.instance_id)
+        if live is not None and live.process is not None and live.process.poll() is None:
+            self._sync_firewall(live, view)
+            return
+        if live is not None and live.process is not None:
+            log.warning("host %s died (exit %s); restarting it", view.instance_id, live.process.returncode)
+            self._ensure_down(view.instance_id)
+        if not view.address:
+            return
+        network.name_lease(view.address, view.instance_id)
+        netns = network.create_host_network(view.instance_id, view.address)
+        live = LiveHost(netns=netns, address=view.address)
+        self.hosts[view.instance_id] = live
+        self._sync_firewall(live, view)
+        spec = host.HostSpec(view.instance_id, view.address, view.public_key, self.proxy_port)
+        host.seed_host(self.host_dir(view.instance_id), self.rootfs, spec)
+        live.process = host.start_host(self.host_dir(view.instance_id), self.rootfs, spec, netns, self.owner)
+        live.state = "up"
+        log.info("host %s up at %s (netns %s, pid %s)", view.instance_id, view.address, netns,
+                 live.process.pid)
+
+    def _sync_firewall(self, live: LiveHost, view: InstanceView) -> None:
+        ruleset = firewall.render_ruleset(json.loads(r) for r in view.rules)
+        if ruleset != live.ruleset:
+            firewall.apply_ruleset(live.netns, ruleset)
+            if live.ruleset:
+                log.info("firewall of %s changed", view.instance_id)
+            live.ruleset = ruleset
+
+    def _ensure_down(self, instance_id: str) -> None:
+        live = self.hosts.get(instance_id)
+        if live is None or live.state == "down":
+            return
+        if live.process is not None:
+            host.stop_host(live.process)
+            live.process = None
+        network.delete_host_network(instance_id)
+        live.state, live.ruleset = "down", ""
+        log.info("host %s down (its files are kept)", instance_id)
+
+    def _destroy(self, instance_id: str) -> None:
+        live = self.hosts.pop(instance_id, None)
+        if live is None and not self.host_dir(instance_id).exists():
+            return
+        if live is not None:
+            self.hosts[instance_id] = live
+            self._ensure_down(instance_id)
+            self.hosts.pop(instance_id)
+        host.remove_host_dir(self.host_dir(instance_id), None)
+        log.info("host %s destroyed", instance_id)
+
+    def destroy_all(self) -> None:
+        with self.lock:
+            for instance_id in list(self.hosts):
+                try:
+                    self._destroy(instance_id)
+                except Exception:
+                    log.exception("destroying %s failed", instance_id)
+
+    def _write_status(self, views: list[InstanceView]) -> None:
+        status = {
+            "instances": {v.instance_id: {"state": v.state, "region": v.region, "address": v.address}
+                          for v in views},
+            "hosts": {i: {"address": h.address, "netns": h.netns, "state": h.state,
+                          "pid": h.process.pid if h.process else None}
+                      for i, h in self.hosts.items()},
+        }
+        text = json.dumps(status, indent=1, sort_keys=True)
+        if text != self._last_status:
+            tmp = self.status_file.with_suffix(".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, self.status_file)
+            self._last_status = text
