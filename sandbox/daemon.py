@@ -8,6 +8,7 @@ DIR/sandbox/daemon.json once the API answers, logs to DIR/sandbox/daemon.log, re
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -57,37 +58,39 @@ class Daemon:
 
         owner = os.getpid()
         rootfs = ensure_rootfs(say=log.info)
-        network.ensure_bridge()
-        registry_dir().mkdir(parents=True, exist_ok=True)
-        _write_json(registry_dir() / str(owner), {"state_dir": str(self.sandbox_dir.parent)})
-        proxy = AptProxy(SANDBOX_GATEWAY, debian_mirror_url()).start()
-        reconciler = Reconciler(self.sandbox_dir, rootfs, proxy.port, owner)
-        motopatch.install(
-            allocate=lambda instance_id: network.lease_address(owner, instance_id),
-            console_text=lambda instance_id: host.console_output(reconciler.host_dir(instance_id)),
-        )
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        endpoint = f"http://127.0.0.1:{server.get_host_and_port()[1]}"
-        _write_json(self.sandbox_dir / "daemon.json", {
-            "pid": owner, "endpoint": endpoint, "proxy": f"http://{SANDBOX_GATEWAY}:{proxy.port}",
-            "rootfs": str(rootfs), "started": time.time(),
-        })
-        log.info("API at %s, apt proxy at %s:%d, rootfs %s", endpoint, SANDBOX_GATEWAY, proxy.port, rootfs)
-        try:
+        with contextlib.ExitStack() as cleanup:
+            cleanup.callback(log.info, "stopped")
+            cleanup.callback(network.remove_bridge_if_unused, exclude=owner)
+            cleanup.callback(network.release_all, owner)
+            self._register(owner)
+            cleanup.callback((registry_dir() / str(owner)).unlink, missing_ok=True)
+            network.ensure_bridge()
+            proxy = AptProxy(SANDBOX_GATEWAY, debian_mirror_url()).start()
+            cleanup.callback(proxy.stop)
+            reconciler = Reconciler(self.sandbox_dir, rootfs, proxy.port, owner)
+            cleanup.callback(reconciler.destroy_all)
+            motopatch.install(
+                allocate=lambda instance_id: network.lease_address(owner, instance_id),
+                console_text=lambda instance_id: host.console_output(reconciler.host_dir(instance_id)),
+            )
+            server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            server.start()
+            cleanup.callback(server.stop)
+            endpoint = f"http://127.0.0.1:{server.get_host_and_port()[1]}"
+            _write_json(self.sandbox_dir / "daemon.json", {
+                "pid": owner, "endpoint": endpoint, "proxy": f"http://{SANDBOX_GATEWAY}:{proxy.port}",
+                "rootfs": str(rootfs), "started": time.time(),
+            })
+            cleanup.callback((self.sandbox_dir / "daemon.json").unlink, missing_ok=True)
+            cleanup.callback(log.info, "stopping: destroying hosts")
+            log.info("API at %s, apt proxy at %s, rootfs %s", endpoint, proxy.port, rootfs)
             while not self.stopping.is_set():
                 reconciler.step(snapshot_instances())
                 self.stopping.wait(RECONCILE_INTERVAL)
-        finally:
-            log.info("stopping: destroying hosts")
-            server.stop()
-            reconciler.destroy_all()
-            proxy.stop()
-            network.release_all(owner)
-            network.remove_bridge_if_unused()
-            (registry_dir() / str(owner)).unlink(missing_ok=True)
-            (self.sandbox_dir / "daemon.json").unlink(missing_ok=True)
-            log.info("stopped")
+
+    def _register(self, owner: int) -> None:
+        registry_dir().mkdir(parents=True, exist_ok=True)
+        _write_json(registry_dir() / str(owner), {"state_dir": str(self.sandbox_dir.parent)})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -80,10 +80,20 @@ def ensure_bridge() -> None:
             run("ip", "route", "add", "unreachable", str(SANDBOX_NETWORK), "metric", "4000")
 
 
-def remove_bridge_if_unused() -> bool:
-    """Delete the bridge and the unreachable route when no live process holds a lease; True if removed."""
+def _registered_daemons() -> list[int]:
+    """Pids of registered daemons that still run (each keeps the bridge for its apt proxy)."""
+    directory = RUN_DIR / "daemons"
+    pids = [int(p.name) for p in directory.glob("*") if p.name.isdigit()] if directory.exists() else []
+    return [pid for pid in pids if pid_alive(pid)]
+
+
+def remove_bridge_if_unused(exclude: int | None = None) -> bool:
+    """Delete the bridge and the unreachable route when no live process holds a lease and no other daemon
+    runs; True if the bridge was removed."""
     with machine_lock():
-        if any(pid_alive(lease["owner"]) for lease in _read_leases()):
+        if any(pid_alive(lease["owner"]) and lease["owner"] != exclude for lease in _read_leases()):
+            return False
+        if any(pid != exclude for pid in _registered_daemons()):
             return False
         removed = False
         if bridge_exists():
