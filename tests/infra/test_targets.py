@@ -1,0 +1,135 @@
+"""Host keys from the console, and the HostTargets handed to the host layer (with emulator safety)."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from infra import console
+from labctl import cloud_tasks, targets
+from labctl import state as lab_state
+from labctl.errors import LabError
+from labctl.hostkeys import parse_host_keys
+from labctl.output import Report
+
+from .conftest import REGION, TEST_CIDR
+
+
+def _openssh_public(private) -> tuple[str, str]:
+    text = private.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    key_type, blob = text.decode().split()[:2]
+    return key_type, blob
+
+
+ED25519 = _openssh_public(Ed25519PrivateKey.generate())
+ECDSA = _openssh_public(ec.generate_private_key(ec.SECP256R1()))
+
+
+def _console(*keys: tuple[str, str], prefix: str = "") -> str:
+    lines = [f"{prefix}{key_type} {blob} root@ip-172-31-0-5\r" for key_type, blob in keys]
+    return "\n".join(
+        [
+            "[   12.3] cloud-init[900]: Cloud-init v. 23.1 running 'modules:final'",
+            "-----BEGIN SSH HOST KEY FINGERPRINTS-----",
+            "256 SHA256:abc root@ip (ED25519)",
+            "-----END SSH HOST KEY FINGERPRINTS-----",
+            "-----BEGIN SSH HOST KEY KEYS-----",
+            *lines,
+            "-----END SSH HOST KEY KEYS-----",
+            "Cloud-init v. 23.1 finished",
+        ]
+    )
+
+
+def test_parses_cloud_init_host_key_block():
+    assert parse_host_keys(_console(ECDSA, ED25519)) == (ECDSA, ED25519)
+
+
+def test_parses_prefixed_lines_and_ignores_junk():
+    text = _console(ED25519, prefix="ec2: ").replace("-----END", "not a key line\n-----END")
+    assert parse_host_keys(text) == (ED25519,)
+
+
+def test_key_whose_blob_does_not_match_its_type_is_dropped():
+    mismatched = ("ssh-rsa", ED25519[1])
+    assert parse_host_keys(_console(mismatched, ECDSA)) == (ECDSA,)
+
+
+def test_no_block_or_unterminated_block_gives_no_keys():
+    assert parse_host_keys("booting...\nlogin:") == ()
+    assert parse_host_keys(_console(ED25519).split("-----END SSH HOST KEY KEYS-----")[0]) == ()
+
+
+def test_last_block_wins_after_a_reboot():
+    assert parse_host_keys(_console(ED25519) + "\n" + _console(ECDSA)) == (ECDSA,)
+
+
+def _provision() -> dict:
+    options = cloud_tasks.ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True)
+    (instance,) = cloud_tasks.provision(options, Report(io.StringIO()))
+    return instance
+
+
+def test_host_targets_carry_address_key_file_and_pinned_keys(aws, monkeypatch):
+    instance = _provision()
+    monkeypatch.setattr(console, "console_output", lambda ec2, instance_id, latest=False: _console(ED25519))
+    (host,) = targets.host_targets()
+    assert host.address == instance["PublicIpAddress"]
+    assert host.instance_id == instance["InstanceId"]
+    assert host.key_file == lab_state.load_state()["key_file"]
+    assert host.host_keys == (ED25519,)
+    assert (host.user, host.port, host.target) == ("ubuntu", 22, "aws")
+
+
+def test_real_console_output_call_works_against_the_api(aws):
+    instance = _provision()
+    import boto3
+
+    text = console.console_output(boto3.client("ec2", region_name=REGION), instance["InstanceId"])
+    assert isinstance(text, str) and text
+
+
+def test_host_targets_refuse_an_emulator_address_outside_the_sandbox_net(aws):
+    import boto3
+
+    _provision()
+    emulator = targets.Cloud("aws", REGION, "http://127.0.0.1:5000", boto3.client("ec2", region_name=REGION))
+    with pytest.raises(LabError, match="refusing to connect to .* not a sandbox address"):
+        targets.host_targets(cloud=emulator)
+
+
+def test_provision_without_cloud_only_on_an_emulator_never_reaches_the_host(aws, monkeypatch):
+    import boto3
+
+    emulator = targets.Cloud("aws", REGION, "http://127.0.0.1:5000", boto3.client("ec2", region_name=REGION))
+    monkeypatch.setattr(targets, "connect", lambda *args, **kwargs: emulator)
+    options = cloud_tasks.ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR)
+    with pytest.raises(LabError, match="refusing to connect"):
+        cloud_tasks.provision(options, Report(io.StringIO()))
+
+
+def test_host_targets_without_a_provisioned_lab_is_a_clear_error(aws):
+    with pytest.raises(LabError, match="run `fab provision` first"):
+        targets.host_targets()
+
+
+def test_host_targets_with_a_missing_key_file_is_a_clear_error(aws):
+    from pathlib import Path
+
+    _provision()
+    Path(lab_state.load_state()["key_file"]).unlink()
+    with pytest.raises(LabError, match="key file .* is missing"):
+        targets.host_targets()
+
+
+def test_sandbox_target_without_the_sandbox_module_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sandbox.control", None)
+    with pytest.raises(LabError, match="sandbox target not available yet"):
+        targets.connect("sandbox", REGION)
