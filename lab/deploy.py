@@ -175,9 +175,9 @@ def stop_supervised_script() -> str:
     pid_file = f'"$HOME"/{REMOTE_DIR}/{PID_FILE}'
     return (
         f"if [ -f {pid_file} ]; then pid=$(cat {pid_file}); "
-        "kill -TERM -- -$pid 2>/dev/null; "
-        "for i in $(seq 50); do kill -0 -- -$pid 2>/dev/null || break; sleep 0.1; done; "
-        "kill -KILL -- -$pid 2>/dev/null; "
+        "kill -TERM -$pid 2>/dev/null; "
+        "for i in $(seq 50); do kill -0 -$pid 2>/dev/null || break; sleep 0.1; done; "
+        "kill -KILL -$pid 2>/dev/null; "
         f"rm -f {pid_file}; fi; true"
     )
 
