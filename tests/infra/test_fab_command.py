@@ -1,0 +1,150 @@
+"""The real `fab` command in a subprocess against a moto server on 127.0.0.1 (AWS_ENDPOINT_URL)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+FAB = Path(sys.executable).with_name("fab")
+
+SERVER = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from sandbox import moto_images
+moto_images.install(Path(sys.argv[2]))
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=int(sys.argv[3]), verbose=False)
+server.start()
+print("ready", flush=True)
+sys.stdin.read()
+server.stop()
+"""
+
+pytestmark = pytest.mark.slow
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"moto server exited: {process.stderr.read()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("moto server did not start")
+
+
+@pytest.fixture
+def moto_server(tmp_path, free_port):
+    """A moto server with the Canonical catalogue, stopped (by its PID) after the test."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(REPO), str(tmp_path / "amis.json"), str(free_port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for_port(free_port, process)
+        yield f"http://127.0.0.1:{free_port}"
+    finally:
+        process.stdin.close()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def fab(moto_server, tmp_path):
+    """Run `fab ARGS` from the repo root against the moto server; returns the CompletedProcess."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "LAB_"))}
+    env.update(
+        AWS_ENDPOINT_URL=moto_server,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_CONFIG_FILE=str(tmp_path / "no-aws-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-aws-credentials"),
+        AWS_EC2_METADATA_DISABLED="true",
+        LAB_STATE_DIR=str(tmp_path / "state"),
+    )
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(FAB), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+        )
+
+    return run
+
+
+def test_fab_provision_status_teardown_against_moto_server(fab, moto_server):
+    first = fab("provision", "--target", "aws", "--cloud-only")
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.splitlines()
+    assert lines[0] == "provision: target aws, region ap-northeast-2, lab netlab"
+    assert any(line.strip().startswith("created") and "instance i-" in line for line in lines)
+
+    again = fab("provision", "--target", "aws", "--cloud-only")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[-1].startswith("nothing to do")
+
+    status = fab("status", "--json")
+    assert status.returncode == 0, status.stderr
+    data = json.loads(status.stdout)
+    assert data["endpoint"] == moto_server
+    assert data["target"] == "aws"
+    assert [i["state"] for i in data["instances"]] == ["running"]
+    assert {r["source"] for r in data["security_group"]["rules"]} == {"198.51.100.1/32"}
+
+    down = fab("teardown")
+    assert down.returncode == 0, down.stderr
+    assert down.stdout.splitlines()[0] == "teardown: target aws, region ap-northeast-2, lab netlab"
+    after = json.loads(fab("status", "--json").stdout)
+    assert (after["instances"], after["security_group"], after["key_pair"]) == ([], None, None)
+
+
+def test_fab_refuses_to_connect_to_an_emulator_address_in_one_line(fab):
+    result = fab("provision", "--target", "aws")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: refusing to connect to ")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_fab_plan_and_bad_input_errors(fab):
+    plan = fab("plan", "--target", "aws")
+    assert plan.returncode == 0, plan.stderr
+    assert plan.stdout.splitlines()[0].startswith("plan: target aws")
+    assert "would create" in plan.stdout
+
+    bad = fab("provision", "--target", "aws", "--cloud-only", "--ssh-cidr", "10.0.0.0/99")
+    assert bad.returncode == 1
+    assert bad.stderr.strip().splitlines() == [
+        "error: invalid --ssh-cidr '10.0.0.0/99': expected an IPv4 network like A.B.C.D/32"
+    ]
+
+
+def test_labctl_program_lists_the_same_tasks(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "labctl.cli", "--list"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert result.returncode == 0, result.stderr
+    for name in ("provision", "plan", "status", "teardown"):
+        assert name in result.stdout
