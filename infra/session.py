@@ -12,15 +12,30 @@ SANDBOX_CREDENTIALS = {"aws_access_key_id": "sandbox", "aws_secret_access_key": 
 
 
 def aws_session(region: str, sandbox: bool = False) -> boto3.session.Session:
-    """A session for `region`: the default credential chain, or dummy credentials for the sandbox."""
+    """A session for `region`: the default credential chain, or dummy credentials for the sandbox.
+
+    The sandbox session ignores AWS_PROFILE: it never needs the operator's AWS configuration.
+    """
     from botocore.exceptions import ProfileNotFound
 
     try:
         if sandbox:
-            return boto3.session.Session(region_name=region, **SANDBOX_CREDENTIALS)
+            return boto3.session.Session(
+                region_name=region, botocore_session=_profile_free_session(), **SANDBOX_CREDENTIALS
+            )
         return boto3.session.Session(region_name=region)
     except ProfileNotFound as exc:
         raise LabError(f"{exc}: fix AWS_PROFILE or create the profile with `aws configure`") from None
+
+
+def _profile_free_session():
+    """A botocore session that ignores AWS_PROFILE (a missing profile must not break the sandbox)."""
+    import botocore.session
+    from botocore.configprovider import ConstantProvider
+
+    isolated = botocore.session.Session()
+    isolated.get_component("config_store").set_config_provider("profile", ConstantProvider(None))
+    return isolated
 
 
 def has_credentials(session: boto3.session.Session | None = None) -> bool:

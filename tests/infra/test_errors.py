@@ -175,3 +175,12 @@ def test_provision_reports_stubbed_api_errors_in_one_line(monkeypatch, code, exp
 def test_invalid_lab_name_is_refused():
     with pytest.raises(LabError, match="invalid lab --name"):
         cloud_tasks.validate_lab_name("my lab!")
+
+
+def test_sandbox_session_ignores_a_missing_profile(monkeypatch):
+    from infra import session
+
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    sandbox = session.aws_session(REGION, sandbox=True)
+    assert sandbox.get_credentials().access_key == "sandbox"
+    assert session.client(sandbox, "ec2", "http://127.0.0.1:9").meta.region_name == REGION

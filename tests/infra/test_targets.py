@@ -133,3 +133,54 @@ def test_sandbox_target_without_the_sandbox_module_is_a_clear_error(monkeypatch)
     monkeypatch.setitem(sys.modules, "sandbox.control", None)
     with pytest.raises(LabError, match="sandbox target not available yet"):
         targets.connect("sandbox", REGION)
+
+
+class StoppedSandbox:
+    """A stand-in for sandbox.control whose daemon is not running."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def ensure_running(self, state_dir):
+        self.calls.append("ensure_running")
+        raise AssertionError("must not start the sandbox")
+
+    def running_endpoint(self, state_dir):
+        self.calls.append("running_endpoint")
+        return None
+
+    def status(self, state_dir):
+        return {"running": False, "endpoint": None, "hosts": []}
+
+    def shutdown_if_idle(self, state_dir):
+        raise AssertionError("nothing to shut down")
+
+    def cleanup_orphans(self):
+        self.calls.append("cleanup_orphans")
+        return []
+
+
+@pytest.fixture
+def stopped_sandbox(monkeypatch):
+    import sandbox
+
+    fake = StoppedSandbox()
+    monkeypatch.setitem(sys.modules, "sandbox.control", fake)
+    monkeypatch.setattr(sandbox, "control", fake, raising=False)
+    return fake
+
+
+def test_plan_status_teardown_never_start_a_stopped_sandbox(stopped_sandbox):
+    out = io.StringIO()
+    cloud_tasks.plan(cloud_tasks.ProvisionOptions(target="sandbox"), Report(out))
+    assert out.getvalue().splitlines()[0] == "plan: target sandbox, region ap-northeast-2, lab netlab"
+    assert out.getvalue().count("would create") == 3
+
+    data = cloud_tasks.status_data(target="sandbox")
+    assert (data["endpoint"], data["instances"], data["sandbox"]["running"]) == (None, [], False)
+
+    out = io.StringIO()
+    cloud_tasks.teardown(target="sandbox", report=Report(out))
+    assert out.getvalue().splitlines()[-1].startswith("nothing to do")
+    assert "ensure_running" not in stopped_sandbox.calls
+    assert "cleanup_orphans" in stopped_sandbox.calls
