@@ -115,16 +115,11 @@ class AptProxy:
                 try:
                     conn.request("HEAD" if head else "GET", path, headers=headers)
                     response = conn.getresponse()
-                    self.send_response(response.status)
-                    for name in PASSED_RESPONSE_HEADERS:
-                        if response.getheader(name) is not None:
-                            self.send_header(name, response.getheader(name))
-                    if response.getheader("Content-Length") is None:
-                        self.send_header("Connection", "close")
-                        self.close_connection = True
-                    self.end_headers()
-                    if not head:
-                        self._relay(response, cache_to if response.status == 200 else None)
+                    if cache_to is not None and response.status == 200 and not head:
+                        self._store(response, cache_to)
+                        self._send_file(cache_to, head)
+                    else:
+                        self._pass_through(response, head)
                 except OSError as error:
                     with contextlib.suppress(OSError):
                         self.send_error(502, f"upstream mirror: {error}")
@@ -132,25 +127,28 @@ class AptProxy:
                 finally:
                     conn.close()
 
-            def _relay(self, response, cache_to: Path | None) -> None:
-                tmp = None
-                if cache_to is not None:
-                    cache_to.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = cache_to.with_name(f".{cache_to.name}.{os.getpid()}.{threading.get_ident()}")
-                sink = open(tmp, "wb") if tmp else None  # noqa: SIM115 (closed below, or removed)
+            def _pass_through(self, response, head: bool) -> None:
+                self.send_response(response.status)
+                for name in PASSED_RESPONSE_HEADERS:
+                    if response.getheader(name) is not None:
+                        self.send_header(name, response.getheader(name))
+                if response.getheader("Content-Length") is None:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
+                self.end_headers()
+                if not head:
+                    shutil.copyfileobj(response, self.wfile)
+
+            def _store(self, response, cache_to: Path) -> None:
+                """Download into the cache (a temporary name first, so readers never see half a file)."""
+                cache_to.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cache_to.with_name(f".{cache_to.name}.{os.getpid()}.{threading.get_ident()}")
                 try:
-                    while chunk := response.read(65536):
-                        self.wfile.write(chunk)
-                        if sink:
-                            sink.write(chunk)
-                    if sink:
-                        sink.close()
-                        os.replace(tmp, cache_to)
-                        sink = None
+                    with open(tmp, "wb") as sink:
+                        shutil.copyfileobj(response, sink)
+                    os.replace(tmp, cache_to)
                 finally:
-                    if sink:
-                        sink.close()
-                        with contextlib.suppress(OSError):
-                            os.unlink(tmp)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(tmp)
 
         return Handler

@@ -183,7 +183,14 @@ def create_host_network(instance_id: str, address: str) -> str:
     ])
     run("ip", "-n", netns, "-batch", "-", input=ns_batch + "\n")
     run("ip", "netns", "exec", netns, "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1")
+    forget_neighbour(address)
     return netns
+
+
+def forget_neighbour(address: str) -> None:
+    """Drop this machine's ARP entry for `address`: a reused address has a new MAC, and a stale entry would
+    send the first packets to the old one for up to a minute."""
+    subprocess.run(["ip", "neigh", "flush", "to", address, "dev", BRIDGE], capture_output=True)
 
 
 def netns_exists(netns: str) -> bool:

@@ -1,0 +1,139 @@
+"""Sandbox pieces that need no root: SG rules → iptables lines, the mirror from apt sources, the proxy."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from sandbox import mirror
+from sandbox.aptproxy import AptProxy
+from sandbox.firewall import render_ruleset
+
+
+def rule(protocol, from_port, to_port, *cidrs):
+    return {"IpProtocol": protocol, "FromPort": from_port, "ToPort": to_port,
+            "IpRanges": [{"CidrIp": c} for c in cidrs]}
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    (rule("tcp", 22, 22, "198.51.100.1/32"), ["-A INPUT -p tcp -s 198.51.100.1/32 --dport 22 -j ACCEPT"]),
+    (rule("tcp", 12345, 12345, "0.0.0.0/0"), ["-A INPUT -p tcp --dport 12345 -j ACCEPT"]),
+    (rule("tcp", 8000, 8010, "10.0.0.0/8"), ["-A INPUT -p tcp -s 10.0.0.0/8 --dport 8000:8010 -j ACCEPT"]),
+    (rule("icmp", -1, -1, "0.0.0.0/0"), ["-A INPUT -p icmp -j ACCEPT"]),
+    (rule("icmp", 8, -1, "0.0.0.0/0"), ["-A INPUT -p icmp --icmp-type 8 -j ACCEPT"]),
+    (rule("-1", None, None, "198.51.100.0/24"), ["-A INPUT -s 198.51.100.0/24 -j ACCEPT"]),
+    (rule("udp", 53, 53, "1.2.3.4/32", "5.6.7.0/24"),
+     ["-A INPUT -p udp -s 1.2.3.4/32 --dport 53 -j ACCEPT",
+      "-A INPUT -p udp -s 5.6.7.0/24 --dport 53 -j ACCEPT"]),
+    (rule("47", None, None, "0.0.0.0/0"), []),
+])
+def test_each_rule_becomes_accept_lines(given, expected):
+    lines = render_ruleset([given]).splitlines()
+    assert lines[:6] == ["*filter", ":INPUT DROP [0:0]", ":FORWARD DROP [0:0]", ":OUTPUT ACCEPT [0:0]",
+                         "-A INPUT -i lo -j ACCEPT",
+                         "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"]
+    assert lines[6:-1] == expected and lines[-1] == "COMMIT"
+
+
+def test_duplicate_rules_give_one_line():
+    ssh = rule("tcp", 22, 22, "0.0.0.0/0")
+    assert render_ruleset([ssh, ssh]).count("--dport 22") == 1
+
+
+def test_mirror_is_read_from_deb822_sources(tmp_path, monkeypatch):
+    (tmp_path / "debian.sources").write_text(
+        "Types: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm bookworm-updates\n"
+        "Components: main\n\n"
+        "Types: deb\nURIs: http://security.example/debian-security\nSuites: bookworm-security\n")
+    monkeypatch.setattr(mirror, "APT_SOURCES", tmp_path / "missing.list")
+    monkeypatch.setattr(mirror, "APT_SOURCES_DIR", tmp_path)
+    assert mirror.debian_mirror_url() == "http://mirror.example/debian"
+
+
+def test_mirror_is_read_from_a_one_line_sources_list(tmp_path, monkeypatch):
+    (tmp_path / "sources.list").write_text(
+        "# comment\ndeb-src http://src.example/debian bookworm main\n"
+        "deb [arch=amd64 signed-by=/k.gpg] http://one.example/debian bookworm main\n")
+    monkeypatch.setattr(mirror, "APT_SOURCES", tmp_path / "sources.list")
+    monkeypatch.setattr(mirror, "APT_SOURCES_DIR", tmp_path / "none")
+    assert mirror.debian_mirror_url() == "http://one.example/debian"
+
+
+def test_no_mirror_is_one_clear_error(tmp_path, monkeypatch):
+    from labctl.errors import LabError
+
+    monkeypatch.setattr(mirror, "APT_SOURCES", tmp_path / "missing.list")
+    monkeypatch.setattr(mirror, "APT_SOURCES_DIR", tmp_path)
+    with pytest.raises(LabError, match="no Debian mirror for 'bookworm'"):
+        mirror.debian_mirror_url()
+
+
+class FakeMirror:
+    """A local HTTP server standing in for the Debian mirror; counts the requests it serves."""
+
+    def __init__(self):
+        self.requests: list[str] = []
+        mirror_self = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                mirror_self.requests.append(self.path)
+                body = f"content of {self.path}".encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/debian"
+
+
+@pytest.fixture
+def proxy(tmp_path):
+    upstream = FakeMirror()
+    apt_proxy = AptProxy("127.0.0.1", upstream.url, cache_dir=tmp_path / "cache").start()
+    yield apt_proxy, upstream
+    apt_proxy.stop()
+    upstream.server.shutdown()
+    upstream.server.server_close()
+
+
+def fetch_via(apt_proxy: AptProxy, url: str) -> tuple[int, bytes]:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", apt_proxy.port, timeout=10)
+    try:
+        conn.request("GET", url)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def test_proxy_maps_the_ec2_archive_and_kakao_to_the_mirror(proxy):
+    apt_proxy, upstream = proxy
+    for host in ("ap-northeast-2.ec2.archive.ubuntu.com", "mirror.kakao.com"):
+        status, body = fetch_via(apt_proxy, f"http://{host}/debian/dists/bookworm/InRelease")
+        assert (status, body) == (200, b"content of /debian/dists/bookworm/InRelease")
+    assert upstream.requests == ["/debian/dists/bookworm/InRelease"] * 2  # indexes are always fetched
+
+
+def test_proxy_refuses_every_other_host(proxy):
+    apt_proxy, upstream = proxy
+    status, body = fetch_via(apt_proxy, "http://example.org/debian/dists/bookworm/InRelease")
+    assert status == 403 and b"only the Debian mirror" in body
+    assert upstream.requests == []
+
+
+def test_proxy_serves_packages_from_its_cache(proxy):
+    apt_proxy, upstream = proxy
+    url = "http://mirror.kakao.com/debian/pool/main/m/make-dfsg/make_4.3-4.1_amd64.deb"
+    first, second = fetch_via(apt_proxy, url), fetch_via(apt_proxy, url)
+    assert first == second == (200, b"content of /debian/pool/main/m/make-dfsg/make_4.3-4.1_amd64.deb")
+    assert len(upstream.requests) == 1
