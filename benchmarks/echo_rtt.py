@@ -4,10 +4,12 @@
     python3 benchmarks/echo_rtt.py [--seconds 2] [--clients 1000]
 
 Builds the C server in a temporary directory, starts each server on a free 127.0.0.1 port (killed by PID at
-the end), and drives them all with the same Python driver in the same run:
+the end), and drives them all with the same drivers in the same run:
 
-1. single client: sequential round trips of a 32-byte line, three alternating runs per server (each bounded
-   by --seconds and --max-round-trips), best run reported. Target: Python >= 0.8 x C.
+1. single client: sequential round trips of a 32-byte line, five alternating runs per server, best run
+   reported; driven once by a Python loop (bounded by --seconds and --max-round-trips) and once by the C
+   echo_client fed --c-client-lines lines; the server's CPU time per round trip (from /proc) is shown too,
+   being the figure least disturbed by other load on the machine. Target: Python >= 0.8 x C.
 2. --concurrent with --clients connections open at once:
    - paced: every client sends in turn, --paced-rate round trips per second overall, for --seconds;
    - burst: every client sends at the same instant, --burst-rounds times.
@@ -34,7 +36,7 @@ from pathlib import Path
 
 ECHO_DIR = Path(__file__).resolve().parents[1] / "echo"
 MESSAGE = b"0123456789abcdefghijklmnopqrstuv"  # 32 bytes; sent with "\n", echoed without
-RUNS_PER_SERVER = 3
+RUNS_PER_SERVER = 5
 REPLY_TIMEOUT = 10.0
 REFERENCE_RATE = 500.0  # one client paced slower than epoll's 1 ms timeout granularity
 
@@ -80,12 +82,12 @@ def wait_for_port(port: int, process: subprocess.Popen) -> None:
 
 @contextmanager
 def running(command: list[str]):
-    """Start a server on a free port, yield the port, stop it by PID."""
+    """Start a server on a free port, yield (port, process), stop it by PID."""
     port = free_port()
     process = subprocess.Popen([*command, str(port)], stdout=subprocess.DEVNULL)
     try:
         wait_for_port(port, process)
-        yield port
+        yield port, process
     finally:
         process.terminate()
         try:
@@ -122,6 +124,13 @@ def single_client(port: int, seconds: float, max_round_trips: int) -> tuple[floa
             samples.append(clock() - sent_at)
         elapsed = clock() - start
     return len(samples) / elapsed, statistics.median(samples)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc, clock-tick resolution)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def c_client_run(client: Path, port: int, lines: Path, count: int) -> float:
@@ -240,22 +249,25 @@ def micros(seconds: float) -> str:
 
 
 def measure_single(servers: dict[str, list[str]], args: argparse.Namespace, build: Path
-                   ) -> dict[str, tuple[float, float, float]]:
+                   ) -> dict[str, tuple[float, float, float, float]]:
     """Best of RUNS_PER_SERVER alternating runs per server.
 
     Returns {name: (round trips/s with the Python driver, its median round trip, round trips/s with the
-    C echo_client as driver)}.
+    C echo_client as driver, server CPU seconds per round trip in the C echo_client run)}.
     """
     lines = build / "lines.txt"
     lines.write_bytes((MESSAGE + b"\n") * args.c_client_lines)
     runs: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
     c_runs: dict[str, list[float]] = {name: [] for name in servers}
+    cpu: dict[str, list[float]] = {name: [] for name in servers}
     for _ in range(RUNS_PER_SERVER):
         for name, command in servers.items():
-            with running(command) as port:
-                runs[name].append(single_client(port, args.seconds, args.max_round_trips))
+            with running(command) as (port, process):
+                cpu_before = cpu_seconds(process.pid)
                 c_runs[name].append(c_client_run(build / "echo_client", port, lines, args.c_client_lines))
-    return {name: (*max(runs[name]), max(c_runs[name])) for name in servers}
+                cpu[name].append((cpu_seconds(process.pid) - cpu_before) / args.c_client_lines)
+                runs[name].append(single_client(port, args.seconds, args.max_round_trips))
+    return {name: (*max(runs[name]), max(c_runs[name]), min(cpu[name])) for name in servers}
 
 
 def report_concurrent(name: str, result: Latencies, base_rtt: float) -> None:
@@ -270,14 +282,14 @@ def report_concurrent(name: str, result: Latencies, base_rtt: float) -> None:
 
 def measure_concurrent(command: list[str], args: argparse.Namespace, base_rtt: float) -> None:
     """Paced load from 1 client (how noisy this machine is), then paced and burst load from many clients."""
-    with running(command) as port:
+    with running(command) as (port, _):
         clients = open_clients(port, 1)
         try:
             report_concurrent(f"1 client, paced ({REFERENCE_RATE:,.0f}/s), reference",
                               paced(clients, REFERENCE_RATE, args.seconds), base_rtt)
         finally:
             clients[0].close()
-    with running(command) as port:
+    with running(command) as (port, _):
         clients = open_clients(port, args.clients)
         try:
             burst(clients, 1)  # warm-up: every connection accepted and used once
@@ -317,9 +329,11 @@ def main() -> int:
         print(f"single client: sequential round trips, best of {RUNS_PER_SERVER} alternating runs "
               f"of <= {args.seconds:g} s")
         single = measure_single(servers, args, Path(build))
-        print(f"  {'':<28} {'Python driver':>16} {'(median rtt)':>12} {'C echo_client':>16}")
-        for name, (rate, rtt, c_rate) in single.items():
-            print(f"  {name:<28} {rate:>10,.0f} rt/s {micros(rtt):>12} {c_rate:>11,.0f} rt/s")
+        print(f"  {'':<28} {'Python driver':>16} {'(median rtt)':>12} {'C echo_client':>16} "
+              f"{'server CPU':>14}")
+        for name, (rate, rtt, c_rate, cpu) in single.items():
+            print(f"  {name:<28} {rate:>10,.0f} rt/s {micros(rtt):>12} {c_rate:>11,.0f} rt/s "
+                  f"{cpu * 1e6:>7.1f} µs/rt")
         ratio = single["Python server"][0] / single["C server"][0]
         c_ratio = single["Python server"][2] / single["C server"][2]
         print(f"  Python / C = {ratio:.2f}x with the Python driver, {c_ratio:.2f}x with the C echo_client  "
