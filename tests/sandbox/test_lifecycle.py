@@ -10,6 +10,7 @@ import signal
 import pytest
 
 from sandbox import control, network
+from sandbox.orphans import live_daemons
 from sandbox.testhost import canonical_focal_ami, sandbox_client, stop_sandbox, wait_for_port
 from tests.sandbox.helpers import eventually, nothing_of_ours, ours_on_machine, processes_marked_by
 
@@ -48,6 +49,18 @@ def launch(endpoint: str, count: int = 1) -> list[dict]:
     return instances
 
 
+def assert_nothing_left(pid: int, instances: list[dict]) -> None:
+    """Nothing of daemon `pid` remains; nothing of ours at all when no other sandbox runs on this machine."""
+    assert not network.pid_alive(pid) and processes_marked_by(pid) == []
+    ours = ours_on_machine()
+    for instance in instances:
+        assert network.netns_name(instance["InstanceId"]) not in ours["netns"]
+        assert network.veth_name(instance["InstanceId"]) not in ours["veths"]
+    assert all(lease["owner"] != pid for lease in ours["leases"])
+    if not live_daemons():
+        assert ours == nothing_of_ours()
+
+
 def daemon_pid(state_dir) -> int:
     return json.loads((state_dir / "sandbox" / "daemon.json").read_text())["pid"]
 
@@ -63,8 +76,8 @@ def test_ensure_running_starts_one_daemon_and_reuses_it(state_dir):
 
 
 def test_shutdown_waits_for_instances_then_leaves_nothing(state_dir):
-    assert ours_on_machine() == nothing_of_ours(), "another sandbox runs on this machine"
     endpoint = control.ensure_running(state_dir)
+    pid = daemon_pid(state_dir)
     (instance,) = launch(endpoint)
     stopped = sandbox_client(endpoint)
     stopped.stop_instances(InstanceIds=[instance["InstanceId"]])
@@ -75,16 +88,16 @@ def test_shutdown_waits_for_instances_then_leaves_nothing(state_dir):
     assert control.shutdown_if_idle(state_dir) is True
     assert control.running_endpoint(state_dir) is None
     assert not (state_dir / "sandbox").exists()
-    assert ours_on_machine() == nothing_of_ours()
+    assert_nothing_left(pid, [instance])
     assert control.shutdown_if_idle(state_dir) is True  # again: nothing to do
 
 
 def test_cleanup_orphans_after_a_killed_daemon_removes_everything(state_dir):
-    assert ours_on_machine() == nothing_of_ours(), "another sandbox runs on this machine"
     endpoint = control.ensure_running(state_dir)
-    launch(endpoint, count=2)
+    instances = launch(endpoint, count=2)
     pid = daemon_pid(state_dir)
-    assert len(ours_on_machine()["netns"]) == 2
+    names = {network.netns_name(i["InstanceId"]) for i in instances}
+    assert names <= set(ours_on_machine()["netns"])
 
     os.kill(pid, signal.SIGKILL)
     eventually(lambda: not network.pid_alive(pid))
@@ -92,11 +105,11 @@ def test_cleanup_orphans_after_a_killed_daemon_removes_everything(state_dir):
     assert control.running_endpoint(state_dir) is None
 
     removed = control.cleanup_orphans()
-    assert sum(line.startswith("netns ") for line in removed) == 2
+    assert {f"netns {name}" for name in names} <= set(removed)
     assert any(line.startswith("process group ") for line in removed)
-    assert f"bridge {network.BRIDGE}" in removed
-    assert processes_marked_by(pid) == []
-    assert ours_on_machine() == nothing_of_ours()
+    assert f"daemon registration {pid}" in removed
+    assert (f"bridge {network.BRIDGE}" in removed) == (not live_daemons())
+    assert_nothing_left(pid, instances)
     assert control.cleanup_orphans() == []
 
 
