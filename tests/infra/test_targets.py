@@ -130,7 +130,10 @@ def test_host_targets_with_a_missing_key_file_is_a_clear_error(aws):
 
 
 def test_sandbox_target_without_the_sandbox_module_is_a_clear_error(monkeypatch):
-    monkeypatch.setitem(sys.modules, "sandbox.control", None)
+    import sandbox
+
+    monkeypatch.delattr(sandbox, "control", raising=False)
+    monkeypatch.setitem(sys.modules, "sandbox.control", None)  # the import now fails, as before it existed
     with pytest.raises(LabError, match="sandbox target not available yet"):
         targets.connect("sandbox", REGION)
 
