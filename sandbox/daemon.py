@@ -85,6 +85,9 @@ class Daemon:
             cleanup.callback(log.info, "stopping: destroying hosts")
             log.info("API at %s, apt proxy at %s, rootfs %s", endpoint, proxy.port, rootfs)
             while not self.stopping.is_set():
+                if not (self.sandbox_dir / "daemon.json").exists():
+                    log.warning("%s vanished: nobody can reach this daemon; stopping", self.sandbox_dir)
+                    break
                 reconciler.step(snapshot_instances())
                 self.stopping.wait(RECONCILE_INTERVAL)
 

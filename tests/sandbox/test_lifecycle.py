@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 
 import pytest
@@ -152,3 +153,12 @@ def test_a_missing_command_names_its_package(monkeypatch, tmp_path):
                         lambda cmd, path=None: None if cmd == "debootstrap" else real_which(cmd, path=path))
     with pytest.raises(LabError, match="apt-get install debootstrap"):
         control.ensure_running(tmp_path)
+
+
+def test_a_daemon_whose_state_dir_vanished_stops_and_cleans_up(state_dir):
+    endpoint = control.ensure_running(state_dir)
+    (instance,) = launch(endpoint)
+    pid = daemon_pid(state_dir)
+    shutil.rmtree(state_dir / "sandbox")
+    eventually(lambda: not network.pid_alive(pid))
+    assert_nothing_left(pid, [instance])
