@@ -20,11 +20,11 @@ from tests.echo.helpers import (
 
 @pytest.fixture(scope="session")
 def echo_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """echo/ copied to a temporary directory and built there with `make` and `make sanitize`."""
+    """echo/ copied to a temporary directory and built there with `make`, `make poll` and `make sanitize`."""
     build = tmp_path_factory.mktemp("echo-build")
-    for name in ("echo_server.c", "echo_client.c", "Makefile"):
+    for name in ("echo_server.c", "echo_client.c", "echo_server_poll.c", "Makefile"):
         shutil.copy(ECHO_DIR / name, build / name)
-    for target in ("all", "sanitize"):
+    for target in ("all", "poll", "sanitize"):
         result = subprocess.run(["make", "-C", str(build), target], capture_output=True, text=True)
         assert result.returncode == 0, f"make {target} failed:\n{result.stdout}{result.stderr}"
     return build

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 ECHO_DIR = Path(__file__).resolve().parents[2] / "echo"
-SERVER_KINDS = ("c", "c_asan", "py", "py_concurrent")
+SERVER_KINDS = ("c", "c_asan", "py", "py_concurrent", "c_poll", "c_poll_asan")
+CONCURRENT_SERVER_KINDS = ("py_concurrent", "c_poll", "c_poll_asan")
 CLIENT_KINDS = ("c", "c_asan", "py", "raw")
 PROGRAM_CLIENT_KINDS = ("c", "c_asan", "py")
 WAIT_SECONDS = 15.0
@@ -24,10 +25,10 @@ KOREAN_LINES = ("즐거운 네트워크 수업시간!".encode(), "안녕 싸피"
 
 def server_command(kind: str, build: Path, port: int, python: str = sys.executable) -> list[str]:
     """The command line that starts a server of `kind` on `port`."""
-    if kind == "c":
-        return [str(build / "echo_server"), str(port)]
-    if kind == "c_asan":
-        return [str(build / "echo_server_asan"), str(port)]
+    binaries = {"c": "echo_server", "c_asan": "echo_server_asan", "c_poll": "echo_server_poll",
+                "c_poll_asan": "echo_server_poll_asan"}
+    if kind in binaries:
+        return [str(build / binaries[kind]), str(port)]
     script = [python, str(ECHO_DIR / "echo_server.py"), str(port)]
     return script + ["--concurrent"] if kind == "py_concurrent" else script
 

@@ -1,4 +1,5 @@
-"""--concurrent serves many clients at once; the course's servers serve one client at a time."""
+"""The concurrent servers (Python --concurrent, C with poll) serve many clients at once; the course's servers
+serve one client at a time."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import subprocess
 import pytest
 
 from tests.echo.helpers import (
+    CONCURRENT_SERVER_KINDS,
     KOREAN_LINES,
     WAIT_SECONDS,
     child_env,
@@ -20,8 +22,9 @@ from tests.echo.helpers import (
 CLIENT_COUNT = 50
 
 
-def test_fifty_clients_at_once_each_get_their_own_echoes(start_server):
-    server = start_server("py_concurrent")
+@pytest.mark.parametrize("server_kind", CONCURRENT_SERVER_KINDS)
+def test_fifty_clients_at_once_each_get_their_own_echoes(start_server, server_kind):
+    server = start_server(server_kind)
     clients = [connect(server.port) for _ in range(CLIENT_COUNT)]
     try:
         for round_number in range(3):
@@ -38,8 +41,9 @@ def test_fifty_clients_at_once_each_get_their_own_echoes(start_server):
     server.assert_healthy()
 
 
-def test_client_programs_run_side_by_side(start_server, echo_build):
-    server = start_server("py_concurrent")
+@pytest.mark.parametrize("server_kind", CONCURRENT_SERVER_KINDS)
+def test_client_programs_run_side_by_side(start_server, echo_build, server_kind):
+    server = start_server(server_kind)
     lines = [b"side", b"by", b"side"]
     processes = [
         subprocess.Popen(client_command(kind, echo_build, server.port), stdin=subprocess.PIPE,
@@ -62,8 +66,9 @@ def test_client_programs_run_side_by_side(start_server, echo_build):
     server.assert_healthy()
 
 
-def test_exit_from_one_client_leaves_the_others_connected(start_server, echo_build):
-    server = start_server("py_concurrent")
+@pytest.mark.parametrize("server_kind", CONCURRENT_SERVER_KINDS)
+def test_exit_from_one_client_leaves_the_others_connected(start_server, echo_build, server_kind):
+    server = start_server(server_kind)
     with connect(server.port) as staying, connect(server.port) as leaving:
         staying.sendall(b"before\n")
         assert receive_exactly(staying, 6) == b"before"
@@ -75,8 +80,9 @@ def test_exit_from_one_client_leaves_the_others_connected(start_server, echo_bui
     server.assert_healthy()
 
 
-def test_a_client_that_never_reads_does_not_stall_the_others(start_server):
-    server = start_server("py_concurrent")
+@pytest.mark.parametrize("server_kind", CONCURRENT_SERVER_KINDS)
+def test_a_client_that_never_reads_does_not_stall_the_others(start_server, server_kind):
+    server = start_server(server_kind)
     with connect(server.port) as flooder, connect(server.port) as polite:
         flooder.setblocking(False)
         sent = 0

@@ -22,10 +22,11 @@ from tests.echo.helpers import (
 )
 
 PYTHON_SCRIPTS = ("echo_server.py", "echo_client.py")
+SOURCES = ("echo_server.c", "echo_client.c", "echo_server_poll.c", "Makefile")
 
 
 def copy_sources(destination) -> None:
-    for name in ("echo_server.c", "echo_client.c", "Makefile"):
+    for name in SOURCES:
         shutil.copy(ECHO_DIR / name, destination / name)
 
 
@@ -36,10 +37,10 @@ def make(directory, *targets: str) -> str:
 
 
 def built_files(directory) -> set[str]:
-    return {path.name for path in directory.iterdir()} - {"echo_server.c", "echo_client.c", "Makefile"}
+    return {path.name for path in directory.iterdir()} - set(SOURCES)
 
 
-@pytest.mark.parametrize("program", ["echo_server", "echo_client"])
+@pytest.mark.parametrize("program", ["echo_server", "echo_client", "echo_server_poll"])
 def test_compiles_exactly_as_the_course_does(tmp_path, program):
     shutil.copy(ECHO_DIR / f"{program}.c", tmp_path)
 
@@ -61,8 +62,9 @@ def test_make_builds_the_two_programs_incrementally_and_cleans_up(tmp_path):
     rebuilt = make(tmp_path)
     assert "echo_client.c" in rebuilt and "echo_server.c" not in rebuilt
 
-    make(tmp_path, "sanitize")
-    assert built_files(tmp_path) == {"echo_server", "echo_client", "echo_server_asan", "echo_client_asan"}
+    make(tmp_path, "poll", "sanitize")
+    assert built_files(tmp_path) == {"echo_server", "echo_client", "echo_server_poll", "echo_server_asan",
+                                     "echo_client_asan", "echo_server_poll_asan"}
     make(tmp_path, "clean")
     assert built_files(tmp_path) == set()
 
