@@ -113,6 +113,8 @@ def ensure_running(state_dir: Path, say=print) -> str:
         if endpoint:
             return endpoint
         (sandbox_dir(state_dir) / "daemon.json").unlink(missing_ok=True)
+        for line in cleanup_orphans():  # a crashed daemon's hosts would still hold their addresses
+            say(f"sandbox: removed orphaned {line}")
         process = _spawn_daemon(state_dir)
         endpoint = _wait_for_api(state_dir, process)
     say(f"sandbox: daemon {process.pid} serves the EC2 API at {endpoint}")

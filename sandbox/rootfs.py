@@ -101,11 +101,12 @@ def _debootstrap(target: Path, say) -> None:
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     tail: list[str] = []
+    stage = ""
     assert proc.stdout is not None
     for line in proc.stdout:
         tail = (tail + [line.rstrip()])[-20:]
-        if line.startswith(("I: Retrieving Release", "I: Validating Packages", "I: Extracting",
-                            "I: Installing core", "I: Configuring", "I: Base system installed")):
+        if line.startswith("I: ") and line.split()[1] != stage:  # one line per stage, not per package
+            stage = line.split()[1]
             say(f"sandbox: debootstrap: {line[3:].strip()}")
     if proc.wait() != 0:
         sys.stderr.write("\n".join(tail) + "\n")

@@ -11,6 +11,7 @@ import pytest
 
 from labctl.netsafety import SANDBOX_NETWORK
 from sandbox import control, network
+from sandbox.aptproxy import DEFAULT_CACHE
 from sandbox.testhost import wait_for_port
 from tests.sandbox.helpers import eventually, host_keys_from_console, ping_ok, run, ssh_client, tcp_open
 
@@ -171,3 +172,8 @@ def test_apt_get_update_works_through_the_gateway_proxy(client):
     status, out, err = run(client, f"{switch} && sudo -n apt-get update", timeout=240)
     assert status == 0, err
     assert "http://mirror.kakao.com/debian bookworm InRelease" in out
+    status, out, err = run(client, "sudo -n DEBIAN_FRONTEND=noninteractive apt-get install -y -q make && "
+                                   "make --version", timeout=240)
+    assert status == 0, err
+    assert "GNU Make" in out
+    assert list(Path(DEFAULT_CACHE).rglob("make_*.deb")), "the proxy caches package files"
