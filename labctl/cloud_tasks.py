@@ -92,37 +92,55 @@ def _source_cidr(options: ProvisionOptions, cloud: targets.Cloud, report: Report
     return source.cidr
 
 
-def _key_dir_and_public_key(options: ProvisionOptions) -> tuple[Path, Path | None]:
-    return lab_state.key_dir(), Path(options.public_key).expanduser() if options.public_key else None
+def _ensure_key(ref: LabRef, cloud: targets.Cloud, options: ProvisionOptions, report: Report) -> str:
+    """The key pair step; returns the key pair name."""
+    key_name = resource_name(ref.lab)
+    public_key = Path(options.public_key).expanduser() if options.public_key else None
+    result, key_file = keys.ensure_key_pair(
+        cloud.ec2, ref.lab, key_name, lab_state.key_dir(), public_key, options.dry_run
+    )
+    report.add([result])
+    if not options.dry_run:
+        _record(ref, cloud, key_name=key_name, key_file=str(key_file) if key_file else None)
+    return key_name
+
+
+def _ensure_group(
+    ref: LabRef, cloud: targets.Cloud, vpc_id: str, source: str, dry_run: bool, report: Report
+) -> str | None:
+    """The security group step; returns the group id (None when a dry run would create it)."""
+    results, group_id = groups.ensure_security_group(cloud.ec2, ref.lab, vpc_id, source, dry_run)
+    report.add(results)
+    if not dry_run:
+        _record(ref, cloud, security_group_id=group_id, source_cidr=source)
+    return group_id
+
+
+def _ensure_instances(
+    ref: LabRef, cloud: targets.Cloud, spec: instances.InstanceSpec, report: Report
+) -> list[dict]:
+    """The instance step; returns the described instances."""
+    results, described = instances.ensure_instances(cloud.ec2, spec)
+    report.add(results)
+    _record(ref, cloud, instance_ids=[i["InstanceId"] for i in described], image_id=spec.image_id)
+    return described
 
 
 def _cloud_steps(ref: LabRef, cloud: targets.Cloud, options: ProvisionOptions, report: Report) -> list[dict]:
-    """Key pair, security group, instances, in that order; each step reported as it completes."""
-    dry_run = options.dry_run
+    """Inputs first (nothing is created if one fails), then key pair, security group, instances."""
     source = _source_cidr(options, cloud, report)
     image = amis.find_ami(cloud.ec2, cloud.ssm, options.release, options.ami)
     report.line(f"  image        {image['ImageId']} ({image.get('Name', 'unnamed')})")
     vpc_id = groups.default_vpc_id(cloud.ec2, ref.region)
-    key_name = resource_name(ref.lab)
-    key_dir, public_key = _key_dir_and_public_key(options)
-    key_result, key_file = keys.ensure_key_pair(cloud.ec2, ref.lab, key_name, key_dir, public_key, dry_run)
-    report.add([key_result])
-    if not dry_run:
-        _record(ref, cloud, key_name=key_name, key_file=str(key_file) if key_file else None)
-    group_results, group_id = groups.ensure_security_group(cloud.ec2, ref.lab, vpc_id, source, dry_run)
-    report.add(group_results)
-    if not dry_run:
-        _record(ref, cloud, security_group_id=group_id, source_cidr=source)
+    key_name = _ensure_key(ref, cloud, options, report)
+    group_id = _ensure_group(ref, cloud, vpc_id, source, options.dry_run, report)
     spec = instances.InstanceSpec(
         ref.lab, image["ImageId"], options.instance_type, key_name, group_id or "", options.count
     )
-    if dry_run:
+    if options.dry_run:
         report.add(instances.plan_instances(cloud.ec2, spec))
         return []
-    instance_results, described = instances.ensure_instances(cloud.ec2, spec)
-    report.add(instance_results)
-    _record(ref, cloud, instance_ids=[i["InstanceId"] for i in described], image_id=image["ImageId"])
-    return described
+    return _ensure_instances(ref, cloud, spec, report)
 
 
 def _report_instances(described: list[dict], report: Report) -> None:

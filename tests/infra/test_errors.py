@@ -142,6 +142,9 @@ def test_operator_ip_failure_asks_for_ssh_cidr(aws, monkeypatch):
         cloud_tasks.provision(
             cloud_tasks.ProvisionOptions(target="aws", cloud_only=True), Report(io.StringIO())
         )
+    import boto3
+
+    assert not boto3.client("ec2", region_name=REGION).describe_key_pairs()["KeyPairs"], "nothing created"
 
 
 def _stubbed_cloud(monkeypatch, operation: str, code: str) -> Stubber:
