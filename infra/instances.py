@@ -29,7 +29,7 @@ def _describe(ec2, filters: list[dict]) -> list[dict]:
     instances = [
         i for page in pages for reservation in page["Reservations"] for i in reservation["Instances"]
     ]
-    return sorted(instances, key=lambda i: (i.get("LaunchTime") or 0, i["InstanceId"]))
+    return sorted(instances, key=lambda i: (str(i.get("LaunchTime", "")), i["InstanceId"]))
 
 
 def find_instances(ec2, lab: str, states: list[str] | None = None) -> list[dict]:

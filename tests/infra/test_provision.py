@@ -276,3 +276,13 @@ def test_instance_type_and_release_options_are_used(ec2):
     image = ec2.describe_images(ImageIds=[instance["ImageId"]])["Images"][0]
     assert instance["InstanceType"] == "t3.small"
     assert "noble-24.04" in image["Name"]
+
+
+def test_several_instances_are_converged_to_the_count(ec2):
+    described, _ = _run(cloud_tasks.provision, _options(count=2))
+    assert len(described) == 2
+    ec2.stop_instances(InstanceIds=[described[0]["InstanceId"]])
+    again, lines = _run(cloud_tasks.provision, _options(count=2))
+    assert sorted(i["InstanceId"] for i in again) == sorted(i["InstanceId"] for i in described)
+    assert all(i["State"]["Name"] == "running" for i in again)
+    assert sum(line.strip().startswith("started") for line in lines) == 1
