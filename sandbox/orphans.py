@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from labctl.errors import LabError
 from sandbox import host, network
 from sandbox.daemon import registry_dir
 
@@ -74,6 +75,8 @@ def _orphan_mounts() -> list[str]:
 
 def cleanup_orphans() -> list[str]:
     """Remove everything of ours whose daemon is gone; return a line per removed thing."""
+    if os.geteuid() != 0:
+        raise LabError("cleaning up sandbox leftovers needs root: run it as root, e.g. with sudo")
     removed: list[str] = []
     alive = set(live_daemons())
     for pgid in sorted(_orphan_process_groups(alive)):

@@ -75,6 +75,8 @@ def ensure_rootfs(say=print) -> Path:
 def _build(path: Path, say) -> None:
     if shutil.which("debootstrap") is None:
         raise LabError("debootstrap is missing: install it with `apt-get install debootstrap`")
+    if path.exists():
+        _refuse_while_in_use(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     _remove_tree(tmp)
     say(f"sandbox: building the hosts' root filesystem in {path} (Debian {SUITE}, once; about a minute)")
@@ -91,6 +93,15 @@ def _build(path: Path, say) -> None:
         _remove_tree(tmp)
         raise
     say(f"sandbox: root filesystem ready in {path}")
+
+
+def _refuse_while_in_use(path: Path) -> None:
+    """An outdated tree may only be replaced when no daemon's hosts sit on it (never under a live overlay)."""
+    from sandbox.orphans import live_daemons
+
+    if live_daemons():
+        raise LabError(f"the root filesystem {path} is outdated but sandbox daemons still use it: run "
+                       "`fab teardown` for every sandbox state dir, then try again")
 
 
 def _debootstrap(target: Path, say) -> None:

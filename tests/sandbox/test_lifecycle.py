@@ -162,3 +162,14 @@ def test_a_daemon_whose_state_dir_vanished_stops_and_cleans_up(state_dir):
     shutil.rmtree(state_dir / "sandbox")
     eventually(lambda: not network.pid_alive(pid))
     assert_nothing_left(pid, [instance])
+
+
+def test_an_outdated_rootfs_is_not_replaced_under_running_hosts(state_dir, monkeypatch):
+    from labctl.errors import LabError
+    from sandbox import rootfs
+
+    control.ensure_running(state_dir)
+    monkeypatch.setattr(rootfs, "recipe_stamp", lambda: "a-changed-recipe")
+    with pytest.raises(LabError, match="outdated but sandbox daemons still use it"):
+        rootfs.ensure_rootfs(say=lambda line: None)
+    assert (rootfs.rootfs_path() / rootfs.STAMP_FILE).exists()
