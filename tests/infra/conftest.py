@@ -5,7 +5,9 @@ The AMI catalogue is installed at import time, before anything imports moto's EC
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pytest
 from sandbox import moto_images
 
 CATALOGUE = Path(tempfile.mkdtemp(prefix="labctl-amis-")) / "amis.json"
+atexit.register(shutil.rmtree, CATALOGUE.parent, True)
 moto_images.install(CATALOGUE)
 
 from moto.ec2.models import amis as moto_amis  # noqa: E402 - must come after install()
