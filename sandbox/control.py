@@ -158,8 +158,10 @@ def _last_log_line(state_dir: Path) -> str:
 
 
 def status(state_dir: Path) -> dict[str, Any]:
-    """The daemon (pid, endpoint, rootfs, proxy) and its hosts (id, address, state, namespace, sshd pid)."""
+    """The daemon (pid, endpoint, rootfs, host_os, proxy) and its hosts (id, address, state, namespace,
+    sshd pid)."""
     from sandbox import host
+    from sandbox.rootfs import os_name
 
     info = _daemon_info(state_dir)
     endpoint = running_endpoint(state_dir)
@@ -179,6 +181,7 @@ def status(state_dir: Path) -> dict[str, Any]:
         "pid": info.get("pid") if endpoint else None,
         "endpoint": endpoint,
         "rootfs": info.get("rootfs"),
+        "host_os": os_name(Path(info["rootfs"])) if info.get("rootfs") else None,
         "proxy": info.get("proxy") if endpoint else None,
         "hosts": hosts,
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
 from labctl.errors import LabError
 
@@ -65,15 +65,24 @@ def apply_ruleset(netns: str, ruleset: str) -> None:
         raise LabError(f"loading the firewall of {netns} failed: {result.stderr.strip()}")
 
 
-def moto_rules(security_groups: Iterable) -> list[dict]:
-    """Ingress rules of moto SecurityGroup objects (one rule per CIDR there) in IpPermissions shape."""
+def moto_rules(security_groups: Iterable, members: Mapping[str, Sequence[str]] | None = None) -> list[dict]:
+    """Ingress rules of moto SecurityGroup objects (one rule per CIDR there) in IpPermissions shape.
+
+    A rule naming a source group admits the addresses of that group's instances (`members`: group id or
+    name → addresses), as EC2 does within a VPC.
+    """
+    members = members or {}
     rules = []
     for group in security_groups:
         for rule in list(getattr(group, "ingress_rules", [])):
+            ranges = [dict(rule.ip_range)] if rule.ip_range else []
+            if rule.source_group:
+                key = rule.source_group.get("GroupId") or rule.source_group.get("GroupName", "")
+                ranges += [{"CidrIp": f"{address}/32"} for address in members.get(key, ())]
             rules.append({
                 "IpProtocol": str(rule.ip_protocol),
                 "FromPort": rule.from_port,
                 "ToPort": rule.to_port,
-                "IpRanges": [dict(rule.ip_range)] if rule.ip_range else [],
+                "IpRanges": ranges,
             })
     return rules

@@ -48,12 +48,24 @@ def snapshot_instances() -> list[InstanceView]:
     views = []
     for account in list(dict.values(ec2_backends)):
         for backend in list(dict.values(account)):
-            for instance in list(backend.all_instances()):
-                views.append(_view(backend, instance))
+            instances = list(backend.all_instances())
+            members = _group_members(instances)
+            views += [_view(backend, instance, members) for instance in instances]
     return views
 
 
-def _view(backend, instance) -> InstanceView:
+def _group_members(instances: list) -> dict[str, list[str]]:
+    """Security group id and name → addresses of its pending/running instances."""
+    members: dict[str, list[str]] = {}
+    for instance in instances:
+        if instance.state in UP_STATES and instance.private_ip_address:
+            for group in list(instance.security_groups):
+                for key in (group.id, group.name):
+                    members.setdefault(key, []).append(instance.private_ip_address)
+    return members
+
+
+def _view(backend, instance, members: dict[str, list[str]]) -> InstanceView:
     key_pair = backend.key_pairs.get(instance.key_name) if instance.key_name else None
     public_key = key_pair.material_public.decode() if key_pair is not None else ""
     return InstanceView(
@@ -62,7 +74,8 @@ def _view(backend, instance) -> InstanceView:
         state=instance.state,
         address=instance.private_ip_address or "",
         public_key=public_key,
-        rules=tuple(json.dumps(r, sort_keys=True) for r in firewall.moto_rules(instance.security_groups)),
+        rules=tuple(json.dumps(r, sort_keys=True)
+                    for r in firewall.moto_rules(instance.security_groups, members)),
     )
 
 

@@ -59,6 +59,17 @@ def is_current(path: Path) -> bool:
         return False
 
 
+def os_name(path: Path) -> str:
+    """PRETTY_NAME of the tree's /etc/os-release: what the hosts really run (Debian, not Ubuntu)."""
+    try:
+        for line in (path / "etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "unknown"
+
+
 def ensure_rootfs(say=print) -> Path:
     """Return the cached tree, building it first (about a minute, once) when missing or outdated."""
     path = rootfs_path()

@@ -177,3 +177,26 @@ def test_apt_get_update_works_through_the_gateway_proxy(client):
     assert status == 0, err
     assert "GNU Make" in out
     assert list(Path(DEFAULT_CACHE).rglob("make_*.deb")), "the proxy caches package files"
+
+
+def test_a_source_group_rule_admits_the_groups_own_instances_only(sandbox):
+    ec2 = sandbox.ec2
+    group = ec2.create_security_group(GroupName="peers", Description="peers")["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
+        sandbox.rule("tcp", 22, control.SANDBOX_SSH_CIDR),
+        {"IpProtocol": "tcp", "FromPort": 12345, "ToPort": 12345, "UserIdGroupPairs": [{"GroupId": group}]}])
+    instances = ec2.run_instances(ImageId=sandbox.ami, InstanceType="t2.micro", MinCount=2, MaxCount=2,
+                                  KeyName=sandbox.key_name, SecurityGroupIds=[group])["Instances"]
+    first, second = (i["PublicIpAddress"] for i in instances)
+    try:
+        for address in (first, second):
+            wait_for_port(address)
+        keys = host_keys_from_console(ec2, instances[1]["InstanceId"])
+        with ssh_client(second, sandbox.key_pem, keys) as ssh:
+            run(ssh, "setsid nohup nc -lk 12345 >/dev/null 2>&1 </dev/null &")
+        keys = host_keys_from_console(ec2, instances[0]["InstanceId"])
+        with ssh_client(first, sandbox.key_pem, keys) as ssh:
+            eventually(lambda: run(ssh, f"nc -z -w 2 {second} 12345")[0] == 0)
+        assert not tcp_open(second, 12345, timeout=0.5)  # this machine is not in the group
+    finally:
+        ec2.terminate_instances(InstanceIds=[i["InstanceId"] for i in instances])

@@ -73,6 +73,7 @@ def test_ensure_running_starts_one_daemon_and_reuses_it(state_dir):
     assert control.running_endpoint(state_dir) == endpoint
     report = control.status(state_dir)
     assert report["running"] and report["pid"] == daemon_pid(state_dir) and report["hosts"] == []
+    assert report["host_os"] == "Debian GNU/Linux 12 (bookworm)"
     assert oct((state_dir / "sandbox").stat().st_mode & 0o777) == "0o700"
 
 
