@@ -23,6 +23,7 @@ READ_SIZE = 99  # the C server reads BUF_SIZE - 1 = 99 bytes into a buffer of 10
 BACKLOG = 5  # listen(5) in the C server
 CONCURRENT_BACKLOG = 1024
 RETRYABLE_ACCEPT_ERRORS = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNABORTED, errno.EINTR)
+OUT_OF_FILES_ERRORS = (errno.EMFILE, errno.ENFILE)
 
 
 def say(message: str) -> None:
@@ -149,6 +150,7 @@ class ConcurrentServer:
         self.selector = selectors.DefaultSelector()
         server.setblocking(False)
         self.selector.register(server, selectors.EVENT_READ, None)
+        self.accepting = True
 
     def run(self) -> int:
         while True:
@@ -162,7 +164,10 @@ class ConcurrentServer:
                     self.read_from(key.data)
 
     def accept_waiting(self) -> bool:
-        """Accept every queued connection; False on an error the C server would stop for."""
+        """Accept every queued connection; False on an error the C server would stop for.
+
+        Out of file descriptors, it stops accepting until a client leaves (new clients wait in the backlog).
+        """
         while True:
             try:
                 sock, _ = self.server.accept()
@@ -170,6 +175,10 @@ class ConcurrentServer:
                 if error.errno in RETRYABLE_ACCEPT_ERRORS:
                     return True
                 say("ERROR :: 4_accept Error")
+                if error.errno in OUT_OF_FILES_ERRORS:
+                    self.selector.unregister(self.server)
+                    self.accepting = False
+                    return True
                 return False
             sock.setblocking(False)
             self.selector.register(sock, selectors.EVENT_READ, Client(sock))
@@ -211,6 +220,9 @@ class ConcurrentServer:
         say(message)
         self.selector.unregister(client.sock)
         client.sock.close()
+        if not self.accepting:
+            self.selector.register(self.server, selectors.EVENT_READ, None)
+            self.accepting = True
 
 
 def raise_open_file_limit() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -88,10 +89,12 @@ def wait_until(condition, what: str, seconds: float = WAIT_SECONDS) -> None:
 class EchoServer:
     """A server process with stdout/stderr in files; stopped by PID."""
 
-    def __init__(self, command: list[str], port: int, log_dir: Path) -> None:
+    def __init__(self, command: list[str], port: int, log_dir: Path, max_open_files: int | None = None
+                 ) -> None:
         self.command = command
         self.port = port
         self.log_dir = log_dir
+        self.max_open_files = max_open_files
         self.process: subprocess.Popen | None = None
 
     @property
@@ -105,9 +108,15 @@ class EchoServer:
     def start(self) -> None:
         self.log_dir.mkdir(parents=True)
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.process = subprocess.Popen(self.command, stdout=out, stderr=err, env=child_env())
+            self.process = subprocess.Popen(self.command, stdout=out, stderr=err, env=child_env(),
+                                            preexec_fn=self._limit_open_files)
         wait_until(lambda: is_listening(self.port) or self.process.poll() is not None, f"port {self.port}")
         assert self.process.poll() is None, f"server exited early: {self.output()!r} {self.errors()!r}"
+
+    def _limit_open_files(self) -> None:
+        """In the child before exec: a hard open-file limit, so running out of descriptors can be tested."""
+        if self.max_open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.max_open_files, self.max_open_files))
 
     def output(self) -> str:
         return self.stdout_path.read_text()

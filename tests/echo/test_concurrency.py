@@ -3,6 +3,7 @@ serve one client at a time."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 
@@ -17,9 +18,15 @@ from tests.echo.helpers import (
     connect,
     receive_exactly,
     talk,
+    wait_until,
 )
 
 CLIENT_COUNT = 50
+MAX_OPEN_FILES = 32
+
+
+def open_files(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 @pytest.mark.parametrize("server_kind", CONCURRENT_SERVER_KINDS)
@@ -95,6 +102,30 @@ def test_a_client_that_never_reads_does_not_stall_the_others(start_server, serve
 
         polite.sendall(b"hello\n")
         assert receive_exactly(polite, 5) == b"hello"
+    server.assert_healthy()
+
+
+@pytest.mark.parametrize("server_kind", CONCURRENT_SERVER_KINDS)
+def test_out_of_file_descriptors_the_server_waits_for_a_free_one(start_server, server_kind):
+    server = start_server(server_kind, max_open_files=MAX_OPEN_FILES)
+    clients: list[socket.socket] = []
+    try:
+        while open_files(server.process.pid) < MAX_OPEN_FILES:
+            assert len(clients) < MAX_OPEN_FILES, "the server does not hold its clients' sockets"
+            clients.append(connect(server.port))
+            clients[-1].sendall(b"ping\n")
+            assert receive_exactly(clients[-1], 4) == b"ping"
+        waiting = connect(server.port)  # the server has no descriptor left for it: it stays in the backlog
+        clients.append(waiting)
+        waiting.sendall(b"pong\n")
+        wait_until(lambda: "ERROR :: 4_accept Error" in server.messages(), "the accept error")
+
+        clients.pop(0).close()  # frees a descriptor in the server
+
+        assert receive_exactly(waiting, 4) == b"pong"
+    finally:
+        for sock in clients:
+            sock.close()
     server.assert_healthy()
 
 
