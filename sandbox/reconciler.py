@@ -8,7 +8,8 @@ import logging
 import os
 import subprocess
 import threading
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox import firewall, host, network
@@ -17,6 +18,7 @@ log = logging.getLogger("sandbox.reconciler")
 
 UP_STATES = ("pending", "running")
 DOWN_STATES = ("stopping", "stopped", "shutting-down")
+RETRY_DELAY = 5.0
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,7 @@ class LiveHost:
     address: str
     process: subprocess.Popen | None = None
     ruleset: str = ""
-    state: str = "stopped"
-    extra: dict = field(default_factory=dict)
+    state: str = "down"
 
 
 def snapshot_instances() -> list[InstanceView]:
@@ -93,6 +94,7 @@ class Reconciler:
         self.lock = threading.Lock()
         self._last_status = ""
         self.released: set[str] = set()
+        self.retry_after: dict[str, float] = {}
 
     def host_dir(self, instance_id: str) -> Path:
         return self.hosts_dir / instance_id
@@ -100,12 +102,16 @@ class Reconciler:
     def step(self, views: list[InstanceView]) -> None:
         with self.lock:
             seen = set()
+            now = time.monotonic()
             for view in views:
                 seen.add(view.instance_id)
+                if self.retry_after.get(view.instance_id, 0.0) > now:
+                    continue
                 try:
                     self._reconcile(view)
                 except Exception:  # one broken host must not stop the others
-                    log.exception("reconciling %s failed", view.instance_id)
+                    log.exception("reconciling %s failed; retrying in %.0f s", view.instance_id, RETRY_DELAY)
+                    self.retry_after[view.instance_id] = now + RETRY_DELAY
             for instance_id in [i for i in self.hosts if i not in seen]:
                 self._destroy(instance_id)
             self._write_status(views)
@@ -152,24 +158,25 @@ class Reconciler:
             live.ruleset = ruleset
 
     def _ensure_down(self, instance_id: str) -> None:
+        """Stop the host's processes and remove its network; its files stay (also after a half-done start)."""
         live = self.hosts.get(instance_id)
-        if live is None or live.state == "down":
+        if live is None:
             return
         if live.process is not None:
             host.stop_host(live.process)
             live.process = None
-        network.delete_host_network(instance_id)
+        if network.netns_exists(live.netns):
+            network.delete_host_network(instance_id)
+        if live.state != "down":
+            log.info("host %s down (its files are kept)", instance_id)
         live.state, live.ruleset = "down", ""
-        log.info("host %s down (its files are kept)", instance_id)
 
     def _destroy(self, instance_id: str) -> None:
-        live = self.hosts.pop(instance_id, None)
-        if live is None and not self.host_dir(instance_id).exists():
-            return
-        if live is not None:
-            self.hosts[instance_id] = live
+        if instance_id in self.hosts:
             self._ensure_down(instance_id)
-            self.hosts.pop(instance_id)
+            del self.hosts[instance_id]
+        elif not self.host_dir(instance_id).exists():
+            return
         host.remove_host_dir(self.host_dir(instance_id), None)
         log.info("host %s destroyed", instance_id)
 

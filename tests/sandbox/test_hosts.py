@@ -200,3 +200,30 @@ def test_a_source_group_rule_admits_the_groups_own_instances_only(sandbox):
         assert not tcp_open(second, 12345, timeout=0.5)  # this machine is not in the group
     finally:
         ec2.terminate_instances(InstanceIds=[i["InstanceId"] for i in instances])
+
+
+def test_a_host_that_dies_is_booted_again_with_its_files(sandbox):
+    import os
+    import signal
+
+    described = sandbox.launch()[0]
+    instance_id, address = described["InstanceId"], described["PublicIpAddress"]
+    wait_for_port(address)
+    keys = host_keys_from_console(sandbox.ec2, instance_id)
+    with ssh_client(address, sandbox.key_pem, keys) as ssh:
+        run(ssh, "echo survived > ~/note")
+
+    first = _recorded_pid(sandbox, instance_id)
+    os.killpg(first, signal.SIGKILL)
+    eventually(lambda: _recorded_pid(sandbox, instance_id) not in (None, first))
+    wait_for_port(address)
+    with ssh_client(address, sandbox.key_pem, keys) as ssh:
+        assert run(ssh, "cat ~/note")[1].strip() == "survived"
+    sandbox.ec2.terminate_instances(InstanceIds=[instance_id])
+
+
+def _recorded_pid(sandbox, instance_id: str) -> int | None:
+    import json
+
+    recorded = json.loads((sandbox.state_dir / "sandbox" / "hosts.json").read_text())
+    return recorded["hosts"].get(instance_id, {}).get("pid")
