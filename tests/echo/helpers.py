@@ -192,6 +192,7 @@ def send_line_expecting_nothing(sock: socket.socket, server_port: int, line: byt
     sock.sendall(line)
     client_port = sock.getsockname()[1]
     wait_until(lambda: unread_bytes(server_port, client_port) == 0, "the server to read the line")
+    time.sleep(0.02)  # and to return from that read() (a packet can sit in the socket backlog meanwhile)
 
 
 def raw_talk(port: int, lines: list[bytes]) -> bytes:
