@@ -163,10 +163,12 @@ def render_unit(user: str, home: str, command: str) -> str:
 def supervisor_script(command: str) -> str:
     """A detached shell loop that runs `command` and restarts it if it exits; pid file and log alongside."""
     loop = f"while :; do {command}; echo \"labctl: server exited ($?), restarting\"; sleep 1; done"
+    # Only the simple command is put in the background: a backgrounded `cd && ...` list would leave a
+    # subshell holding the SSH channel's stdout open, and the remote command would never end.
     return (
-        f'cd "$HOME"/{REMOTE_DIR} && '
+        f'cd "$HOME"/{REMOTE_DIR} && {{ '
         f"setsid nohup sh -c {shlex.quote(loop)} >> {LOG_FILE} 2>&1 < /dev/null & "
-        f'echo $! > "$HOME"/{REMOTE_DIR}/{PID_FILE}'
+        f"echo $! > {PID_FILE}; }}"
     )
 
 

@@ -156,13 +156,17 @@ def live_members(pgid: int) -> list[int]:
     return live
 
 
-def test_supervisor_restarts_a_dead_server_and_stops_cleanly(tmp_path, free_port):
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+def test_supervisor_restarts_a_dead_server_and_stops_cleanly(tmp_path, free_port, shell):
     """The supervised-process mode for hosts without systemd, run for real with HOME=tmp_path."""
     work = tmp_path / deploy.REMOTE_DIR
     work.mkdir()
     env = dict(os.environ, HOME=str(tmp_path))
     command = f"{sys.executable} {ECHO / 'echo_server.py'} {free_port}"
-    subprocess.run(["sh", "-c", deploy.supervisor_script(command)], env=env, check=True, timeout=10)
+    # Like sshd: the command's stdout is a pipe that must reach EOF, or the SSH command never ends.
+    started = subprocess.run([shell, "-c", deploy.supervisor_script(command)], env=env, timeout=10,
+                             capture_output=True)
+    assert started.returncode == 0
     supervisor = pid_in(work / deploy.PID_FILE)
     try:
         assert wait_for(lambda: accepts(free_port))
@@ -172,7 +176,7 @@ def test_supervisor_restarts_a_dead_server_and_stops_cleanly(tmp_path, free_port
         assert wait_for(lambda: "restarting" in (work / deploy.LOG_FILE).read_text())
         assert wait_for(lambda: accepts(free_port))
     finally:
-        subprocess.run(["sh", "-c", deploy.stop_supervised_script()], env=env, check=True, timeout=20)
+        subprocess.run([shell, "-c", deploy.stop_supervised_script()], env=env, check=True, timeout=20)
     assert not (work / deploy.PID_FILE).exists()
     assert wait_for(lambda: live_members(supervisor) == [])
     assert not accepts(free_port)
