@@ -132,15 +132,17 @@ def nc_round_trip(host: Host, port: int = deploy.ECHO_PORT) -> str:
     return f"{text!r} echoed"
 
 
-def client_command(client: str) -> str:
-    program = "python3 ./echo_client.py" if client == "python" else "./echo_client"
-    return f'cd "$HOME"/{deploy.REMOTE_DIR} && {program}'
+def client_program(client: str) -> str:
+    return "python3 ./echo_client.py" if client == "python" else "./echo_client"
 
 
 def client_round_trip(host: Host, client: str, port: int = deploy.ECHO_PORT) -> str:
     """The C or Python client on the host: each message printed back on its own line."""
     lines = "".join(f"{q(text)} " for text in MESSAGES)
-    script = f"printf '%s\\n' {lines}exit | timeout 10 {client_command(client)} 127.0.0.1 {port}"
+    script = (
+        f'cd "$HOME"/{deploy.REMOTE_DIR} && '
+        f"printf '%s\\n' {lines}exit | timeout 10 {client_program(client)} 127.0.0.1 {port}"
+    )
     out = host.run(script)
     printed = out.stdout.splitlines()
     missing = [text for text in MESSAGES if text not in printed]

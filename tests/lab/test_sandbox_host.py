@@ -202,8 +202,14 @@ def test_byo_host_needs_known_hosts_or_the_trust_flag(sandbox_host, state_dir):
     assert set(statuses(again).values()) == {OK}
 
 
-def test_c_concurrent_without_a_poll_server_fails_before_connecting(sandbox_host):
-    if (deploy.ECHO_DIR / deploy.C_CONCURRENT_SOURCE).exists():
-        pytest.skip("the echo engineer added a C poll server")
-    with pytest.raises(LabError, match="no concurrent mode"):
-        deploy_echo(sandbox_host, server="c", concurrent=True)
+def test_c_concurrent_runs_the_poll_server_or_fails_before_connecting(sandbox_host, ssh):
+    if not (deploy.ECHO_DIR / deploy.C_CONCURRENT_SOURCE).exists():
+        with pytest.raises(LabError, match="no concurrent mode"):
+            deploy_echo(sandbox_host, server="c", concurrent=True)
+        return
+    report = deploy_echo(sandbox_host, server="c", concurrent=True)
+    assert statuses(report) == {"upload": OK, "compile": OK, "echo service": CHANGED}
+    assert ssh("cat ~/server-socket/echo-server.mode").stdout.strip().endswith("/echo_server_poll 12345")
+    passed, data = run_verify(sandbox_host)
+    assert failures(data) == {}
+    assert passed
