@@ -115,3 +115,45 @@ def status(c, target=None, region=None, name=None, json=False):
 def teardown(c, target=None, region=None, name=None, keep_key=False):
     """Terminate the lab's instances and delete its security group and key pair."""
     cloud_tasks.teardown(target, region, name, keep_key)
+
+
+# --- host layer: deploy-echo and verify (labctl.host_tasks) -----------------------------------------------
+
+_HOST_HELP = {
+    "trust-new-host": "-H hosts only: trust an unknown host key on first use, remember it in the state dir",
+}
+
+
+@task(
+    help={
+        **_HOST_HELP,
+        "server": "c (default) or python",
+        "concurrent": "many clients at once (python --concurrent, or the C poll server)",
+        "dry-run": "show what would be uploaded, built or restarted, and change nothing",
+        "json": "print the results as JSON",
+    }
+)
+@reports_lab_errors
+def deploy_echo(c, server="c", concurrent=False, dry_run=False, json=False, trust_new_host=False):
+    """Upload, build and run the echo server on 12345 (only what changed)."""
+    from lab.provision import ProvisionOptions
+    from labctl import host_tasks
+
+    hosts, config = host_tasks.task_hosts(c)
+    host_tasks.deploy_echo(
+        hosts, server, concurrent, dry_run, as_json=json, config=config,
+        options=ProvisionOptions(trust_new_host=trust_new_host),
+    )
+
+
+@task(help={**_HOST_HELP, "json": "print the checks as JSON"})
+@reports_lab_errors
+def verify(c, json=False, trust_new_host=False):
+    """Check the lab from here and on the host: ping, echo round trips, clients, facts."""
+    from lab.provision import ProvisionOptions
+    from labctl import host_tasks
+
+    hosts, config = host_tasks.task_hosts(c)
+    options = ProvisionOptions(trust_new_host=trust_new_host)
+    if not host_tasks.verify(hosts, json, config=config, options=options):
+        raise SystemExit(1)

@@ -11,7 +11,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TextIO
 
-from fabric import Config
+from fabric import Config, Connection
+from invoke import Context
 
 from lab import deploy
 from lab import verify as checks
@@ -150,6 +151,30 @@ def verify(
 
 def finish(report: Report, as_json: bool, out: TextIO) -> None:
     print(report.json() if as_json else report.summary(), file=out, flush=True)
+
+
+def byo_target(conn: Connection) -> HostTarget:
+    """A bring-your-own host from Fabric's `-H user@host[:port]` (key from `-i`/ssh config via its config)."""
+    key_files = conn.connect_kwargs.get("key_filename") or []
+    if isinstance(key_files, str):
+        key_files = [key_files]
+    return HostTarget(
+        name=conn.host,
+        address=conn.host,
+        user=conn.user,
+        key_file=key_files[0] if len(key_files) == 1 else None,
+        port=conn.port,
+        target="byo",
+    )
+
+
+def task_hosts(c: Context) -> tuple[list[HostTarget], Config]:
+    """The hosts a Fabric task acts on: the `-H` host (bring your own) or the recorded lab's instances."""
+    if isinstance(c, Connection):
+        return [byo_target(c)], c.config
+    from labctl import targets  # the cloud layer, only needed without -H
+
+    return targets.host_targets(), c.config
 
 
 def names(hosts: list[HostTarget]) -> str:

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
 import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +26,8 @@ from labctl.errors import LabError
 from tests.lab.conftest import ECHO_PORT, eventually
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+PROJECT = Path(__file__).resolve().parents[2]
 
 SNAPSHOT = (
     "cat /etc/apt/sources.list; ls /etc/apt/sources.list.orig 2>&1; readlink /etc/localtime; "
@@ -200,6 +206,33 @@ def test_byo_host_needs_known_hosts_or_the_trust_flag(sandbox_host, state_dir):
     assert (state_dir / "known_hosts").read_text().startswith(sandbox_host.target.address + " ssh-ed25519 ")
     again = host_tasks.deploy_echo([byo], server="python", concurrent=True, out=io.StringIO())
     assert set(statuses(again).values()) == {OK}
+
+
+def fab(*args: str, state_dir) -> subprocess.CompletedProcess:
+    env = dict(os.environ, LAB_STATE_DIR=str(state_dir))
+    return subprocess.run(["fab", *args], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=240)
+
+
+def test_fab_deploy_echo_and_verify_with_a_byo_host(sandbox_host, state_dir):
+    t = sandbox_host.target
+    login = ["-H", f"{t.user}@{t.address}", "-i", t.key_file]
+    refused = fab(*login, "deploy-echo", state_dir=state_dir)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("error: deploy-echo failed on ") and "--trust-new-host" in refused.stderr
+    assert len(refused.stderr.splitlines()) == 1 and "Traceback" not in refused.stderr
+    unverified = fab(*login, "verify", state_dir=state_dir)
+    assert unverified.returncode == 1
+    assert "FAILED" in unverified.stdout and "--trust-new-host" in unverified.stdout
+    first = fab(*login, "deploy-echo", "--server", "python", "--concurrent", "--trust-new-host", "verify",
+                state_dir=state_dir)
+    assert first.returncode == 0, first.stdout + first.stderr
+    deploy_lines = [line for line in first.stdout.splitlines() if line.startswith(f"[{t.address}] ")]
+    assert [line.split()[1] for line in deploy_lines] == ["upload", "compile", "echo"]
+    assert all(re.search(r"\s{2}ok(:|$)", line) for line in deploy_lines), deploy_lines
+    assert "FAILED" not in first.stdout and "summary: " in first.stdout
+    as_json = fab(*login, "verify", "--json", state_dir=state_dir)
+    assert as_json.returncode == 0
+    assert json.loads(as_json.stdout)["ok"] is True
 
 
 def test_c_concurrent_runs_the_poll_server_or_fails_before_connecting(sandbox_host, ssh):
