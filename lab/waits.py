@@ -52,15 +52,15 @@ def lock_wait_script(seconds: int = LOCK_WAIT_SECONDS) -> str:
     )
 
 
-def wait_apt_locks(host: Host) -> None:
+def wait_apt_locks(host: Host, seconds: int = LOCK_WAIT_SECONDS) -> None:
     """Wait for apt/dpkg locks to be free (where `fuser` exists; apt-get also waits on its own)."""
     if not facts.has_command(host, "fuser"):
         host.record("apt locks", OK, "fuser missing; apt-get waits for the locks itself")
         return
-    out = host.sudo("PATH=$PATH:/usr/sbin:/sbin; " + lock_wait_script(), timeout=LOCK_WAIT_SECONDS + 30)
+    out = host.sudo("PATH=$PATH:/usr/sbin:/sbin; " + lock_wait_script(seconds), timeout=seconds + 30)
     if out.exited == 3:
         raise LabError(
-            f"{host.name}: apt/dpkg locks still held after {LOCK_WAIT_SECONDS} s (unattended-upgrades?); "
+            f"{host.name}: apt/dpkg locks still held after {seconds} s (unattended-upgrades?); "
             f"wait a few minutes and re-run"
         )
     host.record("apt locks", OK, "free")

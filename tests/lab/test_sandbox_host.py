@@ -10,13 +10,14 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from lab import deploy
+from lab import deploy, waits
 from lab.connect import open_connection
 from lab.provision import ProvisionOptions
 from lab.remote import Host
@@ -246,3 +247,47 @@ def test_c_concurrent_runs_the_poll_server_or_fails_before_connecting(sandbox_ho
     passed, data = run_verify(sandbox_host)
     assert failures(data) == {}
     assert passed
+
+
+def put_root_script(ssh, path: str, body: str) -> None:
+    script = "#!/bin/sh\n" + body + "\n"
+    write = f"printf %s {shlex.quote(script)} | sudo -n tee {path} >/dev/null"
+    assert ssh(f"{write} && sudo -n chmod 755 {path}").ok
+
+
+def test_cloud_init_is_waited_for_and_its_error_reported(sandbox_host, ssh):
+    fake = "/usr/local/bin/cloud-init"  # the sandbox has no cloud-init: a stand-in with its output
+    put_root_script(ssh, fake, 'echo .; echo "status: done"')
+    try:
+        report = provision(sandbox_host)
+        assert (report.results[0].step, report.results[0].detail) == ("cloud-init", "status done")
+        put_root_script(ssh, fake, 'echo "status: error"; exit 1')
+        with pytest.raises(LabError, match="cloud-init finished with status 'error'.*cloud-init-output.log"):
+            provision(sandbox_host)
+    finally:
+        ssh(f"sudo -n rm -f {fake}")
+
+
+def test_held_apt_lock_is_waited_for_then_named(sandbox_host, ssh):
+    assert ssh("sudo -n env DEBIAN_FRONTEND=noninteractive apt-get -q -y install psmisc").ok
+    holder = ssh("sudo -n sh -c 'setsid sleep 60 < /var/lib/dpkg/lock-frontend > /dev/null 2>&1 & echo $!'")
+    holder_pid = int(holder.stdout)
+    report = Report()
+    conn = open_connection(sandbox_host.target, ssh_timeout=30)
+    try:
+        with pytest.raises(LabError, match="apt/dpkg locks still held after 1 s"):
+            waits.wait_apt_locks(Host(conn, "lab-1", report), seconds=1)
+        ssh(f"sudo -n kill {holder_pid}")
+        waits.wait_apt_locks(Host(conn, "lab-1", report), seconds=30)
+    finally:
+        conn.close()
+    assert [(r.step, r.status, r.detail) for r in report.results] == [("apt locks", OK, "free")]
+
+
+def test_sudo_that_wants_a_password_is_one_clear_error(sandbox_host, ssh):
+    """Last test of the module: it takes the host's sudo away."""
+    assert ssh("sudo -n rm /etc/sudoers.d/90-ubuntu").ok
+    with pytest.raises(LabError) as err:
+        host_tasks.provision_hosts([sandbox_host.target], dry_run=False, out=io.StringIO())
+    assert "sudo asks ubuntu for a password" in str(err.value)
+    assert "NOPASSWD" in str(err.value)

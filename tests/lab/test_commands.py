@@ -1,0 +1,52 @@
+"""The root commands the steps send, checked as text and (where harmless) run for real in a temp dir."""
+
+from __future__ import annotations
+
+import subprocess
+
+from lab.packages import install_command, update_command
+from lab.remote import as_root, q
+from lab.timezone import set_timezone_command
+
+
+def test_timedatectl_under_systemd():
+    assert set_timezone_command("Asia/Seoul", systemd=True) == "timedatectl set-timezone Asia/Seoul"
+
+
+def test_symlink_and_timezone_file_without_systemd(tmp_path):
+    command = set_timezone_command("Asia/Seoul", systemd=False)
+    assert "timedatectl" not in command
+    # run it against a scratch root: same command with /etc replaced by a temp dir
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    subprocess.run(["sh", "-c", command.replace("/etc/", f"{etc}/")], check=True)
+    assert (etc / "localtime").readlink().as_posix() == "/usr/share/zoneinfo/Asia/Seoul"
+    assert (etc / "timezone").read_text() == "Asia/Seoul\n"
+
+
+def test_install_names_only_the_missing_packages_and_never_upgrades():
+    command = install_command(["make"])
+    assert command.startswith("env DEBIAN_FRONTEND=noninteractive apt-get -q -y ")
+    assert " update && " in command
+    assert command.endswith(" install --no-upgrade make")
+    assert " upgrade" not in command.replace("--no-upgrade", "")
+    assert "DPkg::Lock::Timeout=" in command
+
+
+def test_update_command_is_noninteractive():
+    assert update_command().startswith("env DEBIAN_FRONTEND=noninteractive apt-get")
+    assert update_command().endswith(" update")
+
+
+def test_as_root_uses_non_interactive_sudo_unless_root():
+    assert as_root("id -u", "ubuntu") == "sudo -n sh -c 'id -u'"
+    assert as_root("id -u", "root") == "sh -c 'id -u'"
+    command = as_root("echo \"it's\" $((1+1))", "root")
+    out = subprocess.run(["sh", "-c", command], capture_output=True, text=True)
+    assert out.stdout == "it's 2\n"
+
+
+def test_q_keeps_home_expandable_and_quotes_the_rest():
+    assert q("~/.vimrc") == "\"$HOME\"/.vimrc"
+    assert q("/etc/apt/sources.list") == "/etc/apt/sources.list"
+    assert q("a b;rm") == "'a b;rm'"
