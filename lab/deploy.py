@@ -218,6 +218,7 @@ def echo_service(host: Host, command: str, program_changed: bool) -> None:
         restart = mode_changed or program_changed or not running
         if restart and not host.dry_run:
             host.run(stop_supervised_script(), check=True)
+            refuse_busy_port(host)
             host.run(supervisor_script(command), check=True)
     if restart and not host.dry_run:
         host.write_file(f"~/{REMOTE_DIR}/{MODE_FILE}", mode_text)
@@ -226,6 +227,20 @@ def echo_service(host: Host, command: str, program_changed: bool) -> None:
     why = restart_reason(running, mode_changed, program_changed)
     detail = f"{kind}: {command}" + (f" ({why})" if restart else "")
     host.record("echo service", outcome(restart, host.dry_run), detail)
+
+
+def port_in_use(host: Host, port: int = ECHO_PORT) -> bool:
+    """Whether something accepts connections on 127.0.0.1:`port` on the host (bash's /dev/tcp)."""
+    return host.run(f"bash -c {q(f'exec 3<>/dev/tcp/127.0.0.1/{port}')} 2>/dev/null").ok
+
+
+def refuse_busy_port(host: Host, port: int = ECHO_PORT) -> None:
+    """After stopping our server: a listener left on the port is someone else's (a hand-started server)."""
+    if port_in_use(host, port):
+        raise LabError(
+            f"{host.name}: port {port} is in use by a program labctl did not start (an echo server run by "
+            f"hand?); stop it (Ctrl-C, or kill its pid from `ss -ltnp`) and re-run deploy-echo"
+        )
 
 
 def restart_reason(running: bool, mode_changed: bool, program_changed: bool) -> str:

@@ -8,6 +8,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
+from invoke.exceptions import CommandTimedOut
+
 from lab.result import Report, Result
 from labctl.errors import LabError
 
@@ -43,7 +45,13 @@ class Host:
 
     def run(self, command: str, *, check: bool = False, timeout: int | None = None) -> Output:
         """Run a shell command as the login user; never echo it or its output to the terminal."""
-        result = self.conn.run(command, hide=True, warn=True, in_stream=False, timeout=timeout)
+        try:
+            result = self.conn.run(command, hide=True, warn=True, in_stream=False, timeout=timeout)
+        except CommandTimedOut:
+            raise LabError(
+                f"{self.name}: `{short(command)}` did not finish within {timeout} s; "
+                f"look at the host (is apt or cloud-init stuck?) and re-run"
+            ) from None
         out = Output(result.stdout, result.stderr, result.exited)
         if check and not out.ok:
             raise LabError(f"{self.name}: `{short(command)}` failed (exit {out.exited}): {last_line(out)}")

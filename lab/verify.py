@@ -179,7 +179,7 @@ def stop_spare_command() -> str:
 def other_server(host: Host, port: int = SPARE_PORT) -> str:
     """The implementation that is not deployed, on a spare port, against both clients."""
     other = "c" if running_server(host) == "python" else "python"
-    if host.run(f"bash -c {q(f'exec 3<>/dev/tcp/127.0.0.1/{port}')} 2>/dev/null").ok:
+    if deploy.port_in_use(host, port):
         raise CheckFailed(f"spare port {port} is already in use on the host; stop what listens there")
     host.run(spare_server_command(other, port), check=True)
     try:

@@ -11,6 +11,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TextIO
 
+import paramiko
 from fabric import Config, Connection
 from invoke import Context
 
@@ -53,12 +54,23 @@ def run_on_hosts(
             job(Host(conn, target.name, report, dry_run=dry_run))
         except LabError as exc:
             report.fail_host(target.name, str(exc))
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            report.fail_host(target.name, connection_lost(target, exc))
         finally:
             conn.close()
 
     with ThreadPoolExecutor(max_workers=max(1, min(len(hosts), 8))) as pool:
         list(pool.map(one, hosts))
     return report
+
+
+def connection_lost(target: HostTarget, exc: BaseException) -> str:
+    """One line for an SSH session that broke in the middle of a task."""
+    reason = str(exc) or type(exc).__name__
+    return (
+        f"the SSH connection to {target.address} broke during the task ({reason}); "
+        f"check that the instance is running, then re-run (finished steps are skipped)"
+    )
 
 
 def require_hosts(hosts: list[HostTarget], task: str) -> None:

@@ -9,6 +9,8 @@ import threading
 import pytest
 
 from lab import connect
+from lab.remote import Host
+from lab.result import Report
 from labctl.errors import LabError
 from labctl.hosttarget import HostTarget
 from tests.lab.local_sshd import keygen, local_sshd
@@ -145,3 +147,14 @@ def test_first_use_trust_saves_the_key_then_pins_it(sshd, tmp_path, monkeypatch)
     saved.write_text(f"[127.0.0.1]:{sshd.port} {' '.join(keygen(tmp_path / 'other'))}\n")
     with pytest.raises(LabError, match="does not match"):
         connect.open_connection(target_for(sshd), ssh_timeout=10, trust_new_host=True)
+
+
+@pytest.mark.root
+def test_a_command_that_hangs_is_a_lab_error(sshd):
+    pinned = [(sshd.host_key_type, sshd.host_key_b64)]
+    conn = connect.open_connection(target_for(sshd, pinned), ssh_timeout=10)
+    try:
+        with pytest.raises(LabError, match="`sleep 30` did not finish within 1 s"):
+            Host(conn, "local", Report()).run("sleep 30", timeout=1)
+    finally:
+        conn.close()

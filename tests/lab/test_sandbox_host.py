@@ -185,6 +185,20 @@ def test_verify_fails_with_the_reason_when_the_server_is_stopped(sandbox_host, s
     assert "was not running" in report.results[-1].detail
 
 
+def test_a_hand_started_server_on_12345_is_named_not_fought(sandbox_host, ssh):
+    ssh("kill -TERM -$(cat ~/server-socket/echo-server.pid)")
+    assert eventually(lambda: not ssh(f"bash -c 'exec 3<>/dev/tcp/127.0.0.1/{ECHO_PORT}'").ok)
+    by_hand = ssh("cd ~/server-socket && { setsid ./echo_server > /dev/null 2>&1 < /dev/null & echo $!; }")
+    assert eventually(lambda: ssh(f"bash -c 'exec 3<>/dev/tcp/127.0.0.1/{ECHO_PORT}'").ok)
+    try:
+        with pytest.raises(LabError, match="port 12345 is in use by a program labctl did not start"):
+            deploy_echo(sandbox_host, server="python", concurrent=True)
+    finally:
+        ssh(f"kill {int(by_hand.stdout)}")
+    assert eventually(lambda: not ssh(f"bash -c 'exec 3<>/dev/tcp/127.0.0.1/{ECHO_PORT}'").ok)
+    assert statuses(deploy_echo(sandbox_host, server="python", concurrent=True))["echo service"] == CHANGED
+
+
 def test_verify_fails_with_the_reason_when_the_security_group_blocks_12345(sandbox_host):
     sandbox_host.block(ECHO_PORT)
     try:
