@@ -1,0 +1,15 @@
+"""The host layer: the course's steps on one host over one Fabric Connection (no boto3 here).
+
+In pyinfra's spirit, each step reads a tiny fact (one command, one parser in `lab.facts`), decides, and
+changes the host only where the fact differs, so `--dry-run` and idempotency share one code path.
+
+- `lab.connect`   wait for SSH (port, then banner), pinned host keys / known_hosts, one Connection
+- `lab.remote`    `Host`: run, `sudo -n`, read/write files, record results
+- `lab.result`    `Result` / `Report`: ok, changed, would change, pass, failed; text, table, JSON
+- `lab.provision` steps 2-7 in order: `lab.waits`, `lab.mirror`, `lab.timezone`, `lab.vimrc`,
+  `lab.packages`, work dir
+- `lab.deploy`    deploy-echo: sha256 manifest, tar upload, make, service (systemd unit or supervisor)
+- `lab.verify`    checks from this machine and on the host, each failure with its probable cause
+
+`labctl.host_tasks` is the glue the Fabric tasks call.
+"""

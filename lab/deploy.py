@@ -211,8 +211,10 @@ def echo_service(host: Host, command: str, program_changed: bool) -> None:
         if restart and not host.dry_run:
             if unit_changed:
                 host.write_file(UNIT_PATH, unit, sudo=True)
-            host.sudo(f"systemctl daemon-reload && systemctl enable {UNIT_NAME} && "
-                      f"systemctl restart {UNIT_NAME}", check=True)
+            host.sudo(f"systemctl daemon-reload && systemctl enable --quiet {UNIT_NAME} && "
+                      f"systemctl stop {UNIT_NAME}", check=True)
+            refuse_busy_port(host)
+            host.sudo(f"systemctl start {UNIT_NAME}", check=True)
     else:
         running = supervised_alive(host)
         restart = mode_changed or program_changed or not running
