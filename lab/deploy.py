@@ -270,8 +270,21 @@ def deploy_echo(host: Host, choice: ServerChoice, echo_dir: Path = ECHO_DIR) -> 
     """Upload, build and run the echo server on one connected host."""
     sources = local_sources(echo_dir)
     choice.program(sources)  # reject impossible choices before touching the host
-    uploaded = upload(host, sources)
-    rebuilt = compile_echo(host, sources, uploaded)
     program = choice.program(sources)
-    program_changed = (program in uploaded) if choice.server == "python" else rebuilt
+    uploaded = upload(host, sources)
+    if choice.server == "python":
+        compile_echo(host, sources, uploaded)
+        program_changed = program in uploaded
+    else:
+        program_changed = build_changes_binary(host, sources, uploaded, program)
     echo_service(host, choice.command(host.home, sources), program_changed)
+
+
+def build_changes_binary(host: Host, sources: dict[str, bytes], uploaded: list[str], binary: str) -> bool:
+    """Compile; True when the server binary itself differs afterwards (a client-only change keeps it)."""
+    before = facts.sha256_manifest(host, REMOTE_DIR, [binary]).get(binary)
+    if not compile_echo(host, sources, uploaded):
+        return False
+    if host.dry_run:
+        return before is None or f"{binary}.c" in uploaded or "Makefile" in uploaded
+    return facts.sha256_manifest(host, REMOTE_DIR, [binary]).get(binary) != before

@@ -81,7 +81,8 @@ def require_hosts(hosts: list[HostTarget], task: str) -> None:
 def fail_if_errors(report: Report, task: str) -> None:
     if report.errors:
         first_host, message = next(iter(report.errors.items()))
-        more = f" (and {len(report.errors) - 1} more hosts)" if len(report.errors) > 1 else ""
+        others = len(report.errors) - 1
+        more = f" (and {others} more host{'s' if others > 1 else ''})" if others else ""
         raise LabError(f"{task} failed on {first_host}{more}: {message}")
 
 

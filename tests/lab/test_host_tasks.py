@@ -61,7 +61,7 @@ def test_failure_summary_names_the_first_host_and_counts_the_rest():
     with pytest.raises(LabError) as err:
         host_tasks.fail_if_errors(report, "provision")
     assert str(err.value) == (
-        "provision failed on a (and 1 more hosts): "
+        "provision failed on a (and 1 more host): "
         "SSH on 198.51.100.10:22 not ready after 1 s: connection refused"
     )
 

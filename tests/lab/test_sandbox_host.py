@@ -141,7 +141,8 @@ def test_verify_table_is_readable(sandbox_host):
 def test_changed_source_is_uploaded_rebuilt_and_restarted(sandbox_host, ssh, tmp_path):
     edited = tmp_path / "echo"
     shutil.copytree(deploy.ECHO_DIR, edited, ignore=shutil.ignore_patterns("echo_server", "echo_client"))
-    (edited / "echo_server.c").write_text((edited / "echo_server.c").read_text() + "\n/* edited */\n")
+    source = edited / "echo_server.c"
+    source.write_text(source.read_text() + "\nint labctl_edit_marker = 1;\n")  # changes the binary
     report = Report()
     conn = open_connection(sandbox_host.target, ssh_timeout=30)
     try:
@@ -153,6 +154,23 @@ def test_changed_source_is_uploaded_rebuilt_and_restarted(sandbox_host, ssh, tmp
     assert "program changed" in report.results[2].detail
     restore = deploy_echo(sandbox_host)
     assert statuses(restore)["upload"] == CHANGED
+
+
+def test_a_client_only_change_rebuilds_without_restarting_the_server(sandbox_host, ssh, tmp_path):
+    edited = tmp_path / "echo"
+    shutil.copytree(deploy.ECHO_DIR, edited, ignore=shutil.ignore_patterns("echo_server", "echo_client"))
+    source = edited / "echo_client.c"
+    source.write_text(source.read_text() + "\nint labctl_edit_marker = 1;\n")  # changes the binary
+    pid_before = ssh("cat ~/server-socket/echo-server.pid").stdout
+    report = Report()
+    conn = open_connection(sandbox_host.target, ssh_timeout=30)
+    try:
+        deploy.deploy_echo(Host(conn, "lab-1", report), deploy.ServerChoice("c"), edited)
+    finally:
+        conn.close()
+    assert statuses(report) == {"upload": CHANGED, "compile": CHANGED, "echo service": OK}
+    assert ssh("cat ~/server-socket/echo-server.pid").stdout == pid_before
+    assert statuses(deploy_echo(sandbox_host))["echo service"] == OK
 
 
 def test_switching_to_the_python_concurrent_server_restarts_only_the_service(sandbox_host, ssh):
