@@ -14,6 +14,7 @@ from lab.result import Report, Result
 from labctl.errors import LabError
 
 SUDO_PASSWORD_HINT = "a password is required"
+COMMAND_TIMEOUT = 120  # seconds; slow steps (apt, cloud-init) pass their own
 
 
 @dataclass
@@ -43,7 +44,7 @@ class Host:
     def user(self) -> str:
         return self.conn.user
 
-    def run(self, command: str, *, check: bool = False, timeout: int | None = None) -> Output:
+    def run(self, command: str, *, check: bool = False, timeout: int = COMMAND_TIMEOUT) -> Output:
         """Run a shell command as the login user; never echo it or its output to the terminal."""
         try:
             result = self.conn.run(command, hide=True, warn=True, in_stream=False, timeout=timeout)
@@ -57,7 +58,7 @@ class Host:
             raise LabError(f"{self.name}: `{short(command)}` failed (exit {out.exited}): {last_line(out)}")
         return out
 
-    def sudo(self, command: str, *, check: bool = False, timeout: int | None = None) -> Output:
+    def sudo(self, command: str, *, check: bool = False, timeout: int = COMMAND_TIMEOUT) -> Output:
         """Run a shell command as root with non-interactive sudo (never a password prompt)."""
         out = self.run(as_root(command, self.user), timeout=timeout)
         if SUDO_PASSWORD_HINT in out.stderr:

@@ -38,11 +38,11 @@ def check(report: Report, host: str, name: str, func: Callable[[], str]) -> bool
 
 
 def ping(address: str) -> str:
-    """One `ping` exchange (count 2, 2 s per reply)."""
+    """Two `ping` echo requests (2 s per reply, 5 s in all)."""
     if shutil.which("ping") is None:
         raise CheckFailed("ping is not installed on this machine (apt-get install iputils-ping)")
     proc = subprocess.run(
-        ["ping", "-n", "-c", "2", "-W", "2", address], capture_output=True, text=True, timeout=15
+        ["ping", "-n", "-c", "2", "-W", "2", "-w", "5", address], capture_output=True, text=True, timeout=15
     )
     if proc.returncode != 0:
         raise CheckFailed(
