@@ -104,6 +104,12 @@ def test_second_provision_changes_nothing(sandbox_host, ssh):
     assert ssh(SNAPSHOT + "; ls -l --time-style=+%s /etc/apt/sources.list.orig ~/.vimrc").stdout == before
 
 
+def test_deploy_dry_run_on_a_fresh_host_changes_nothing(sandbox_host, ssh):
+    report = deploy_echo(sandbox_host, dry_run=True)
+    assert statuses(report) == {"upload": WOULD_CHANGE, "compile": WOULD_CHANGE, "echo service": WOULD_CHANGE}
+    assert ssh("ls -A ~/server-socket").stdout == ""
+
+
 def test_deploy_echo_builds_and_starts_the_c_server(sandbox_host, ssh):
     report = deploy_echo(sandbox_host)
     assert statuses(report) == {"upload": CHANGED, "compile": CHANGED, "echo service": CHANGED}
