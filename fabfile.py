@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json as jsonlib
 
-from fabric import task
+from fabric import Connection, task
 
 from labctl import cloud_tasks
 from labctl.output import reports_lab_errors
@@ -27,6 +27,8 @@ _PROVISION_HELP = {
     "open-world": "allow 0.0.0.0/0 as in the course (prints a warning)",
     "cloud-only": "stop after the cloud resources; never connect to the instance",
     "dry-run": "show what would be done and change nothing",
+    "mirror": "apt mirror host to switch to (default mirror.kakao.com)",
+    "trust-new-host": "-H hosts only: trust an unknown host key on first use, remember it in the state dir",
 }
 
 
@@ -50,8 +52,18 @@ def provision(
     open_world=False,
     cloud_only=False,
     dry_run=False,
+    mirror=None,
+    trust_new_host=False,
 ):
-    """Create or converge the lab: key pair, security group, Ubuntu instance (then the host setup)."""
+    """Create or converge the lab: key pair, security group, Ubuntu instance, then the host setup."""
+    from lab.provision import ProvisionOptions as HostOptions
+    from labctl import host_tasks
+
+    host_options = HostOptions(**({"mirror": mirror} if mirror else {}), trust_new_host=trust_new_host)
+    if isinstance(c, Connection):  # -H user@host: bring your own host, no cloud part
+        hosts, config = host_tasks.task_hosts(c)
+        host_tasks.provision_hosts(hosts, host_options, dry_run, config=config)
+        return
     cloud_tasks.provision(
         _options(
             target=target,
@@ -65,11 +77,15 @@ def provision(
             open_world=open_world,
             cloud_only=cloud_only,
             dry_run=dry_run,
-        )
+        ),
+        host_options=host_options,
     )
 
 
-@task(help={k: v for k, v in _PROVISION_HELP.items() if k not in ("cloud-only", "dry-run")})
+_CLOUD_ONLY = ("cloud-only", "dry-run", "mirror", "trust-new-host")
+
+
+@task(help={k: v for k, v in _PROVISION_HELP.items() if k not in _CLOUD_ONLY})
 @reports_lab_errors
 def plan(
     c,

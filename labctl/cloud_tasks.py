@@ -18,8 +18,9 @@ from infra import security_group as groups
 from infra.errors import aws_errors
 from infra.results import ABSENT, CREATED, Result
 from infra.tags import is_ours, resource_name
+from lab.provision import ProvisionOptions as HostOptions
+from labctl import host_tasks, targets
 from labctl import state as lab_state
-from labctl import targets
 from labctl.errors import LabError
 from labctl.output import Report, header
 
@@ -139,7 +140,7 @@ def _cloud_steps(ref: LabRef, cloud: targets.Cloud, options: ProvisionOptions, r
     )
     if options.dry_run:
         report.add(instances.plan_instances(cloud.ec2, spec))
-        return []
+        return instances.find_instances(cloud.ec2, ref.lab, ["running"])
     return _ensure_instances(ref, cloud, spec, report)
 
 
@@ -199,18 +200,25 @@ def plan(options: ProvisionOptions, report: Report | None = None) -> list[Result
     return report.results
 
 
-def provision(options: ProvisionOptions, report: Report | None = None) -> list[dict]:
-    """`fab provision`: the cloud resources, then (unless --cloud-only or --dry-run) the host setup."""
+def provision(
+    options: ProvisionOptions,
+    report: Report | None = None,
+    host_options: HostOptions | None = None,
+) -> list[dict]:
+    """`fab provision`: the cloud resources, then (unless --cloud-only) the host setup steps.
+
+    With --dry-run the cloud part is only planned and the host steps run in dry-run mode on instances that
+    already run (a new instance gets every step).
+    """
     report = report or Report()
     described = provision_cloud(options, report)
-    if options.cloud_only or options.dry_run:
+    if options.cloud_only:
         return described
-    # ---- HOST SETUP HOOK -----------------------------------------------------------------------------------
-    # The lead wires `labctl.host_tasks` in here. host_targets() already refuses emulator addresses outside
-    # the sandbox range (labctl.netsafety.check_connectable) and pins host keys from the console output.
-    host_list = targets.host_targets()
-    report.line(f"host setup: {len(host_list)} host(s) ready for the host steps (not wired in yet)")
-    # ------------------------------------------------------------------------------------------------------
+    running = [i for i in described if instances.summary(i)["state"] == "running"]
+    if options.dry_run and not running:
+        report.line("host setup: would run every step on the new instance")
+        return described
+    host_tasks.provision_hosts(targets.host_targets(), host_options, dry_run=options.dry_run)
     return described
 
 

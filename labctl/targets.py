@@ -6,6 +6,7 @@ Also builds the host layer's `HostTarget`s from the described instances.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,9 +88,29 @@ def _connect_sandbox(region: str, start: bool) -> Cloud | None:
     return Cloud("sandbox", region, endpoint, session.client(aws, "ec2", endpoint))
 
 
+HOST_KEY_TIMEOUT = 600.0
+
+
 def _pinned_host_keys(cloud: Cloud, instance_id: str) -> tuple[tuple[str, str], ...]:
-    with aws_errors():
-        return parse_host_keys(console.console_output(cloud.ec2, instance_id))
+    """The host keys cloud-init printed on the console, polled until they appear (EC2 lags minutes).
+
+    Never falls back to trusting whatever key the host presents.
+    """
+    timeout = HOST_KEY_TIMEOUT
+    deadline = time.monotonic() + timeout
+    delay = 0.2
+    while True:
+        with aws_errors():
+            keys = parse_host_keys(console.console_output(cloud.ec2, instance_id))
+        if keys:
+            return keys
+        if time.monotonic() + delay > deadline:
+            raise LabError(
+                f"instance {instance_id} has printed no SSH host keys on its console after {timeout:.0f} s, "
+                "so its host key cannot be pinned; wait a minute and re-run (or check the instance boots)"
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, 10.0)
 
 
 def host_target(cloud: Cloud, instance: dict, key_file: str | None) -> HostTarget:

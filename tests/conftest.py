@@ -1,4 +1,4 @@
-"""Shared fixtures. pytest-socket (see pyproject addopts) lets tests reach only loopback and the sandbox net."""
+"""Shared fixtures. pytest-socket (pyproject addopts) lets tests reach only loopback and the sandbox net."""
 
 from __future__ import annotations
 

@@ -2,16 +2,18 @@
 fab deploy-echo and verify, a second run that changes nothing, then verify failing for the right reason
 once the security group loses its 12345 rule; fab teardown always runs.
 
-The cloud part of `fab provision` does not call the host steps yet (the lead wires that hook), so this test
-calls `labctl.host_tasks.provision_hosts` on `labctl.targets.host_targets()` in between, as the hook will.
+`fab provision` runs the cloud part and then the host steps; the second round goes through the Python API
+to check each step's status exactly.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from tests.lab.conftest import ECHO_PORT, eventually
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 PROJECT = Path(__file__).resolve().parents[2]
+FAB = Path(sys.executable).with_name("fab")  # the fab of this interpreter's environment
 REGION = "ap-northeast-2"
 
 
@@ -38,7 +41,7 @@ def lab_env(tmp_path, monkeypatch):
     env = dict(os.environ)
 
     def fab(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["fab", *args], cwd=PROJECT, env=env, capture_output=True, text=True,
+        return subprocess.run([str(FAB), *args], cwd=PROJECT, env=env, capture_output=True, text=True,
                               timeout=280)
 
     try:
@@ -73,8 +76,8 @@ def test_main_job_end_to_end(lab_env):
     up = fab("provision", "--target", "sandbox")
     assert up.returncode == 0, up.stdout + up.stderr
     assert up.stdout.splitlines()[0].startswith("provision: target sandbox, region ap-northeast-2")
-    first = host_tasks.provision_hosts(targets.host_targets(), out=io.StringIO())
-    assert first.changed and first.ok
+    for step in ("apt mirror", "timezone", ".vimrc", "packages", "work dir"):
+        assert re.search(rf"\] {re.escape(step)} +changed", up.stdout), up.stdout
 
     deployed = fab("deploy-echo")
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr

@@ -13,6 +13,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ from tests.lab.conftest import ECHO_PORT, eventually
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 PROJECT = Path(__file__).resolve().parents[2]
+FAB = Path(sys.executable).with_name("fab")  # the fab of this interpreter's environment
 
 SNAPSHOT = (
     "cat /etc/apt/sources.list; ls /etc/apt/sources.list.orig 2>&1; readlink /etc/localtime; "
@@ -249,7 +251,9 @@ def test_byo_host_needs_known_hosts_or_the_trust_flag(sandbox_host, state_dir):
 
 def fab(*args: str, state_dir) -> subprocess.CompletedProcess:
     env = dict(os.environ, LAB_STATE_DIR=str(state_dir))
-    return subprocess.run(["fab", *args], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=240)
+    return subprocess.run(
+        [str(FAB), *args], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=240
+    )
 
 
 def test_fab_deploy_echo_and_verify_with_a_byo_host(sandbox_host, state_dir):
@@ -262,13 +266,19 @@ def test_fab_deploy_echo_and_verify_with_a_byo_host(sandbox_host, state_dir):
     unverified = fab(*login, "verify", state_dir=state_dir)
     assert unverified.returncode == 1
     assert "FAILED" in unverified.stdout and "--trust-new-host" in unverified.stdout
-    first = fab(*login, "deploy-echo", "--server", "python", "--concurrent", "--trust-new-host", "verify",
-                state_dir=state_dir)
+    first = fab(*login, "provision", "--trust-new-host", "deploy-echo", "--server", "python", "--concurrent",
+                "verify", state_dir=state_dir)
     assert first.returncode == 0, first.stdout + first.stderr
-    deploy_lines = [line for line in first.stdout.splitlines() if line.startswith(f"[{t.address}] ")]
-    assert [line.split()[1] for line in deploy_lines] == ["upload", "compile", "echo"]
-    assert all(re.search(r"\s{2}ok(:|$)", line) for line in deploy_lines), deploy_lines
+    step_lines = [line for line in first.stdout.splitlines() if line.startswith(f"[{t.address}] ")]
+    assert [line.split()[1] for line in step_lines] == [
+        "cloud-init", "apt", "apt", "timezone", ".vimrc", "packages", "work", "upload", "compile", "echo"
+    ]
     assert "FAILED" not in first.stdout and "summary: " in first.stdout
+    again = fab(*login, "provision", "deploy-echo", "--server", "python", "--concurrent", state_dir=state_dir)
+    assert again.returncode == 0, again.stdout + again.stderr
+    rerun_lines = [line for line in again.stdout.splitlines() if line.startswith(f"[{t.address}] ")]
+    assert len(rerun_lines) == len(step_lines)
+    assert all(re.search(r"\s{2}ok(:|$)", line) for line in rerun_lines), rerun_lines
     as_json = fab(*login, "verify", "--json", state_dir=state_dir)
     assert as_json.returncode == 0
     assert json.loads(as_json.stdout)["ok"] is True
