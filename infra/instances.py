@@ -21,6 +21,7 @@ class InstanceSpec(NamedTuple):
     key_name: str
     group_id: str
     count: int = 1
+    tags: tuple[tuple[str, str], ...] = ()  # extra tags, e.g. class mode's class and student
 
 
 def _describe(ec2, filters: list[dict]) -> list[dict]:
@@ -83,7 +84,9 @@ def _launch(ec2, spec: InstanceSpec, how_many: int) -> list[str]:
         SecurityGroupIds=[spec.group_id],
         MinCount=how_many,
         MaxCount=how_many,
-        TagSpecifications=tag_specifications("instance", spec.lab) + tag_specifications("volume", spec.lab),
+        InstanceInitiatedShutdownBehavior="stop",  # a shutdown inside (auto-stop) stops, never terminates
+        TagSpecifications=tag_specifications("instance", spec.lab, dict(spec.tags))
+        + tag_specifications("volume", spec.lab, dict(spec.tags)),
     )
     return [instance["InstanceId"] for instance in response["Instances"]]
 

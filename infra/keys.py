@@ -95,7 +95,13 @@ def _existing_key_result(pair: dict, lab: str, key_file: Path | None, imported: 
 
 
 def ensure_key_pair(
-    ec2, lab: str, key_name: str, key_dir: Path, public_key: Path | None = None, dry_run: bool = False
+    ec2,
+    lab: str,
+    key_name: str,
+    key_dir: Path,
+    public_key: Path | None = None,
+    dry_run: bool = False,
+    tags: dict[str, str] | None = None,
 ) -> tuple[Result, Path | None]:
     """Make sure our key pair exists; returns the result and the private key file (None if unknown)."""
     key_file = private_key_for(public_key) if public_key else key_file_path(key_dir, key_name)
@@ -115,11 +121,13 @@ def ensure_key_pair(
         ec2.import_key_pair(
             KeyName=key_name,
             PublicKeyMaterial=material,
-            TagSpecifications=tag_specifications("key-pair", lab),
+            TagSpecifications=tag_specifications("key-pair", lab, tags),
         )
         return Result(CREATED, f"key pair {key_name}", f"imported {public_key}"), key_file
     created = ec2.create_key_pair(
-        KeyName=key_name, KeyType=DEFAULT_KEY_TYPE, TagSpecifications=tag_specifications("key-pair", lab)
+        KeyName=key_name,
+        KeyType=DEFAULT_KEY_TYPE,
+        TagSpecifications=tag_specifications("key-pair", lab, tags),
     )
     write_private_key(key_file, created["KeyMaterial"])
     return Result(

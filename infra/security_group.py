@@ -111,12 +111,12 @@ def find_lookalikes(ec2, lab: str) -> list[dict]:
     return [group for group in groups if not is_ours(group, lab)]
 
 
-def _create_group(ec2, lab: str, vpc_id: str) -> str:
+def _create_group(ec2, lab: str, vpc_id: str, tags: dict[str, str] | None = None) -> str:
     response = ec2.create_security_group(
         GroupName=resource_name(lab),
         Description=f"labctl lab {lab}: SSH, ICMP and the echo server port {ECHO_PORT}",
         VpcId=vpc_id,
-        TagSpecifications=tag_specifications("security-group", lab),
+        TagSpecifications=tag_specifications("security-group", lab, tags),
     )
     return response["GroupId"]
 
@@ -152,17 +152,22 @@ def _existing_group_in_vpc(ec2, lab: str, vpc_id: str) -> dict | None:
 
 
 def ensure_security_group(
-    ec2, lab: str, vpc_id: str, cidr: str, dry_run: bool = False
+    ec2,
+    lab: str,
+    vpc_id: str,
+    cidr: str | list[str],
+    dry_run: bool = False,
+    tags: dict[str, str] | None = None,
 ) -> tuple[list[Result], str | None]:
-    """Make sure our group exists with exactly the lab's rules; returns results and the group id."""
-    wanted = desired_rules(cidr)
+    """Make sure our group exists with exactly the rules of each CIDR; returns results and the group id."""
+    wanted = set().union(*(desired_rules(c) for c in ([cidr] if isinstance(cidr, str) else cidr)))
     group = _existing_group_in_vpc(ec2, lab, vpc_id)
     name = resource_name(lab)
     if group is None and dry_run:
         rules = ", ".join(rule.describe() for rule in sorted(wanted))
         return [Result(CREATED, f"security group {name}", f"in {vpc_id}: {rules}", True)], None
     if group is None:
-        group_id = _create_group(ec2, lab, vpc_id)
+        group_id = _create_group(ec2, lab, vpc_id, tags)
         ec2.authorize_security_group_ingress(
             GroupId=group_id, IpPermissions=[to_permission(r) for r in sorted(wanted)]
         )

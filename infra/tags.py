@@ -5,6 +5,8 @@ from __future__ import annotations
 PROJECT_KEY = "labctl:project"
 PROJECT_VALUE = "labctl"
 LAB_KEY = "labctl:lab"
+CLASS_KEY = "labctl:class"  # class mode: the class (lab --name) a student's lab belongs to
+STUDENT_KEY = "labctl:student"
 
 
 def resource_name(lab: str) -> str:
@@ -16,9 +18,9 @@ def lab_tags(lab: str) -> dict[str, str]:
     return {PROJECT_KEY: PROJECT_VALUE, LAB_KEY: lab, "Name": resource_name(lab)}
 
 
-def tag_specifications(resource_type: str, lab: str) -> list[dict]:
-    """A TagSpecifications entry that tags a resource with our tags when it is created."""
-    tags = [{"Key": key, "Value": value} for key, value in lab_tags(lab).items()]
+def tag_specifications(resource_type: str, lab: str, extra: dict[str, str] | None = None) -> list[dict]:
+    """A TagSpecifications entry that tags a resource with our tags (and `extra`) when it is created."""
+    tags = [{"Key": key, "Value": value} for key, value in {**lab_tags(lab), **(extra or {})}.items()]
     return [{"ResourceType": resource_type, "Tags": tags}]
 
 
