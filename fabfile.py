@@ -10,6 +10,7 @@ import json as jsonlib
 from fabric import Connection, task
 
 from labctl import cloud_tasks
+from labctl.errors import LabError
 from labctl.output import reports_lab_errors
 
 _LAB_HELP = {
@@ -29,6 +30,7 @@ _PROVISION_HELP = {
     "dry-run": "show what would be done and change nothing",
     "mirror": "apt mirror host to switch to (default mirror.kakao.com)",
     "trust-new-host": "-H hosts only: trust an unknown host key on first use, remember it in the state dir",
+    "auto-stop": "the instance stops itself after HOURS (shutdown behaviour stop + shutdown on the host)",
 }
 
 
@@ -54,13 +56,20 @@ def provision(
     dry_run=False,
     mirror=None,
     trust_new_host=False,
+    auto_stop=None,
 ):
     """Create or converge the lab: key pair, security group, Ubuntu instance, then the host setup."""
     from lab.provision import ProvisionOptions as HostOptions
     from labctl import host_tasks
 
     host_options = HostOptions(**({"mirror": mirror} if mirror else {}), trust_new_host=trust_new_host)
+    if auto_stop is not None:
+        from infra.autostop import validate_hours
+
+        auto_stop = validate_hours(auto_stop)
     if isinstance(c, Connection):  # -H user@host: bring your own host, no cloud part
+        if auto_stop is not None:
+            raise LabError("--auto-stop needs a lab instance (aws or sandbox), not a -H host")
         hosts, config = host_tasks.task_hosts(c)
         host_tasks.provision_hosts(hosts, host_options, dry_run, config=config)
         return
@@ -77,12 +86,13 @@ def provision(
             open_world=open_world,
             cloud_only=cloud_only,
             dry_run=dry_run,
+            auto_stop=auto_stop,
         ),
         host_options=host_options,
     )
 
 
-_CLOUD_ONLY = ("cloud-only", "dry-run", "mirror", "trust-new-host")
+_CLOUD_ONLY = ("cloud-only", "dry-run", "mirror", "trust-new-host", "auto-stop")
 
 
 @task(help={k: v for k, v in _PROVISION_HELP.items() if k not in _CLOUD_ONLY})
@@ -115,21 +125,38 @@ def plan(
     )
 
 
-@task(help={**_LAB_HELP, "json": "print JSON (stable keys, see infra/STATUS-JSON.md)"})
+@task(
+    help={
+        **_LAB_HELP,
+        "json": "print JSON (stable keys, see infra/STATUS-JSON.md)",
+        "warn-hours": "warn about instances running longer than this (default 8)",
+    }
+)
 @reports_lab_errors
-def status(c, target=None, region=None, name=None, json=False):
-    """Show the lab's instances, security group and key pair."""
-    data = cloud_tasks.status_data(target, region, name)
+def status(c, target=None, region=None, name=None, json=False, warn_hours=None):
+    """Show the lab's instances (uptime, auto-stop, how to connect), security group and key pair."""
+    data = cloud_tasks.status_data(target, region, name, warn_hours=warn_hours)
     if json:
         print(jsonlib.dumps(data, indent=2, sort_keys=True))
     else:
         print("\n".join(cloud_tasks.status_lines(data)))
 
 
-@task(help={**_LAB_HELP, "keep-key": "keep the key pair and its private key file"})
+@task(
+    help={
+        **_LAB_HELP,
+        "keep-key": "keep the key pair and its private key file",
+        "all-labs": "every lab of ours in the region (found by our tags): list them, then remove them all",
+    }
+)
 @reports_lab_errors
-def teardown(c, target=None, region=None, name=None, keep_key=False):
+def teardown(c, target=None, region=None, name=None, keep_key=False, all_labs=False):
     """Terminate the lab's instances and delete its security group and key pair."""
+    if all_labs:
+        from labctl.all_labs import teardown_all_labs
+
+        teardown_all_labs(target, region)
+        return
     cloud_tasks.teardown(target, region, name, keep_key)
 
 
@@ -173,3 +200,20 @@ def verify(c, json=False, trust_new_host=False):
     options = ProvisionOptions(trust_new_host=trust_new_host)
     if not host_tasks.verify(hosts, json, config=config, options=options):
         raise SystemExit(1)
+
+
+@task(
+    help={
+        **_HOST_HELP,
+        "command": "run this one command and exit with its status (default: an interactive shell)",
+        "instance": "which instance when the lab has several (instance id)",
+    }
+)
+@reports_lab_errors
+def ssh(c, command=None, instance=None, trust_new_host=False):
+    """Log in to the lab instance as ubuntu (saved key, pinned host key), or run one --command."""
+    from labctl import host_tasks, ssh_task
+
+    hosts, config = host_tasks.task_hosts(c)
+    status = ssh_task.ssh(hosts, command, instance, config=config, trust_new_host=trust_new_host)
+    raise SystemExit(status)

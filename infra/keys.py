@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 from labctl.errors import LabError
 
+from . import keyfile_perms
 from .errors import error_code
 from .results import ABSENT, CREATED, DELETED, FOREIGN, KEPT, OK, Result
 from .tags import is_ours, tag_specifications
@@ -34,9 +34,7 @@ def describe_key_pair(ec2, key_name: str) -> dict | None:
 
 def check_key_file_mode(path: Path) -> None:
     """Raise a LabError when a private key file is readable by group or others (ssh refuses it too)."""
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise LabError(f"key file {path} has mode {mode:04o}, too open: run `chmod 600 {path}` and re-run")
+    keyfile_perms.check_key_file(path)  # POSIX mode bits; on Windows the owner-only ACL
 
 
 def write_private_key(path: Path, material: str) -> None:
@@ -49,7 +47,7 @@ def write_private_key(path: Path, material: str) -> None:
         ) from None
     with os.fdopen(fd, "w") as f:
         f.write(material if material.endswith("\n") else material + "\n")
-    os.chmod(path, 0o600)
+    keyfile_perms.restrict_key_file(path)
 
 
 def read_public_key(public_key: Path) -> bytes:

@@ -7,7 +7,7 @@ import socket
 import subprocess
 from typing import Callable
 
-from lab import deploy, facts, mirror, vimrc
+from lab import deploy, facts, localping, mirror, vimrc
 from lab.remote import Host, q
 from lab.result import FAILED, PASSED, Report, Result
 from labctl.errors import LabError
@@ -38,18 +38,16 @@ def check(report: Report, host: str, name: str, func: Callable[[], str]) -> bool
 
 
 def ping(address: str) -> str:
-    """Two `ping` echo requests (2 s per reply, 5 s in all)."""
+    """Two `ping` echo requests (2 s per reply, 5 s in all), with this platform's flags (lab.localping)."""
     if shutil.which("ping") is None:
-        raise CheckFailed("ping is not installed on this machine (apt-get install iputils-ping)")
-    proc = subprocess.run(
-        ["ping", "-n", "-c", "2", "-W", "2", "-w", "5", address], capture_output=True, text=True, timeout=15
-    )
-    if proc.returncode != 0:
+        raise CheckFailed(localping.install_hint())
+    proc = subprocess.run(localping.ping_command(address), capture_output=True, text=True, timeout=15)
+    if not localping.got_reply(proc.returncode, proc.stdout):
         raise CheckFailed(
             f"no ping reply from {address}: the security group has no ICMP rule from your address, "
             f"or the instance is down"
         )
-    return next((line.strip() for line in proc.stdout.splitlines() if "packet loss" in line), "replied")
+    return localping.summary(proc.stdout)
 
 
 def open_echo(address: str, port: int) -> socket.socket:

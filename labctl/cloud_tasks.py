@@ -19,7 +19,7 @@ from infra.errors import aws_errors
 from infra.results import ABSENT, CREATED, Result
 from infra.tags import is_ours, resource_name
 from lab.provision import ProvisionOptions as HostOptions
-from labctl import host_tasks, targets
+from labctl import after_provision, host_tasks, status_extras, targets
 from labctl import state as lab_state
 from labctl.errors import LabError
 from labctl.output import Report, header
@@ -43,6 +43,7 @@ class ProvisionOptions:
     cloud_only: bool = False
     dry_run: bool = False
     count: int = 1
+    auto_stop: float | None = None
 
 
 @dataclass(frozen=True)
@@ -213,12 +214,14 @@ def provision(
     report = report or Report()
     described = provision_cloud(options, report)
     if options.cloud_only:
+        after_provision.finish_provision(options, described, report, host_options)
         return described
     running = [i for i in described if instances.summary(i)["state"] == "running"]
     if options.dry_run and not running:
         report.line("host setup: would run every step on the new instance")
         return described
     host_tasks.provision_hosts(targets.host_targets(), host_options, dry_run=options.dry_run)
+    after_provision.finish_provision(options, described, report, host_options)
     return described
 
 
@@ -265,7 +268,10 @@ def _cloud_status(cloud: targets.Cloud, lab: str) -> dict:
     key_pair = _key_pair_status(cloud, lab)
     key_file = key_pair["file"] if key_pair else None
     found = instances.find_instances(cloud.ec2, lab)
-    described = [dict(instances.summary(i), key_file=key_file) for i in found]
+    described = [
+        dict(instances.summary(i), key_file=key_file, **status_extras.instance_extras(i, key_file))
+        for i in found
+    ]
     return {
         "instances": described,
         "security_group": _group_status(cloud, lab),
@@ -280,7 +286,12 @@ def _sandbox_status(ref: LabRef) -> dict | None:
     return targets.sandbox_control().status(lab_state.state_dir())
 
 
-def status_data(target: str | None = None, region: str | None = None, name: str | None = None) -> dict:
+def status_data(
+    target: str | None = None,
+    region: str | None = None,
+    name: str | None = None,
+    warn_hours: float | None = None,
+) -> dict:
     """The lab's status as a JSON-ready dict with stable keys (see infra/STATUS-JSON.md)."""
     ref = resolve_lab(target, region, name)
     cloud = targets.connect(ref.target, ref.region, start_sandbox=False)
@@ -289,11 +300,11 @@ def status_data(target: str | None = None, region: str | None = None, name: str 
     data["sandbox"] = _sandbox_status(ref)
     if cloud is None:
         data.update(instances=[], security_group=None, key_pair=None, not_ours=[])
-        return data
+        return status_extras.add_warnings(data, warn_hours)
     with aws_errors():
         data.update(_cloud_status(cloud, ref.lab))
     _record_found(ref, cloud, data)
-    return data
+    return status_extras.add_warnings(data, warn_hours)
 
 
 def _record_found(ref: LabRef, cloud: targets.Cloud, data: dict) -> None:
@@ -319,6 +330,7 @@ def status_lines(data: dict) -> list[str]:
             f"  instance     {i['id']} {i['state']} {i['instance_type']} public {i['public_ip'] or '-'} "
             f"({i['public_dns'] or '-'}) private {i['private_ip'] or '-'} key {i['key_file'] or '-'}"
         )
+        lines += status_extras.instance_lines(i, several=len(data["instances"]) > 1)
     if not data["instances"]:
         lines.append("  instance     none")
     group = data["security_group"]
@@ -328,7 +340,7 @@ def status_lines(data: dict) -> list[str]:
     pair = data["key_pair"]
     lines.append(f"  key pair     {pair['name']} file {pair['file']}" if pair else "  key pair     none")
     lines += [f"  not ours     {item['resource']}: {item['reason']}" for item in data["not_ours"]]
-    return lines
+    return lines + status_extras.warning_lines(data)
 
 
 # --- teardown ---------------------------------------------------------------------------------------------

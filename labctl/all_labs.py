@@ -1,0 +1,95 @@
+"""`fab teardown --all-labs`: every lab of ours in the region, found by our project tag, listed then removed.
+
+Only resources with `labctl:project=labctl` and a `labctl:lab` tag are touched; look-alikes (our names
+without our tags) are never found here. Key pairs are deleted with the private key files labctl saved.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from infra import instances, keys
+from infra import security_group as groups
+from infra.errors import aws_errors
+from infra.results import Result
+from infra.tags import LAB_KEY, PROJECT_KEY, PROJECT_VALUE, resource_name, tag_dict
+from labctl import state as lab_state
+from labctl import targets
+from labctl.output import Report, header
+
+
+def _ours(resource: dict) -> str | None:
+    """The lab name of a resource carrying our project tag, else None."""
+    tags = tag_dict(resource)
+    return tags.get(LAB_KEY) if tags.get(PROJECT_KEY) == PROJECT_VALUE else None
+
+
+def _project_filter() -> list[dict]:
+    return [{"Name": f"tag:{PROJECT_KEY}", "Values": [PROJECT_VALUE]}]
+
+
+def find_labs(ec2) -> dict[str, dict[str, list[str]]]:
+    """{lab: {"instances": [...], "security_groups": [...], "key_pairs": [...]}} for every lab of ours."""
+    labs: dict[str, dict[str, list[str]]] = defaultdict(
+        lambda: {"instances": [], "security_groups": [], "key_pairs": []}
+    )
+    state_filter = [{"Name": "instance-state-name", "Values": instances.NOT_TERMINATED}]
+    for page in ec2.get_paginator("describe_instances").paginate(Filters=_project_filter() + state_filter):
+        for reservation in page["Reservations"]:
+            for instance in reservation["Instances"]:
+                if _ours(instance):
+                    labs[_ours(instance)]["instances"].append(instance["InstanceId"])
+    for page in ec2.get_paginator("describe_security_groups").paginate(Filters=_project_filter()):
+        for group in page["SecurityGroups"]:
+            if _ours(group):
+                labs[_ours(group)]["security_groups"].append(group["GroupId"])
+    for pair in ec2.describe_key_pairs()["KeyPairs"]:
+        if _ours(pair):
+            labs[_ours(pair)]["key_pairs"].append(pair["KeyName"])
+    return dict(sorted(labs.items()))
+
+
+def lab_line(lab: str, found: dict[str, list[str]]) -> str:
+    parts = [f"{len(ids)} {kind.replace('_', ' ')}" for kind, ids in found.items() if ids]
+    listed = ", ".join(found["instances"] + found["security_groups"] + found["key_pairs"])
+    return f"  lab {lab}: {', '.join(parts)} ({listed})"
+
+
+def remove_lab(ec2, lab: str) -> list[Result]:
+    """Instances, then security groups, then the key pair (and its saved file) of one lab."""
+    results = instances.terminate_instances(ec2, lab)
+    results += [groups.delete_group(ec2, group) for group in groups.find_groups(ec2, lab)]
+    results += keys.delete_key_pair(ec2, lab, resource_name(lab), lab_state.key_dir())
+    return results
+
+
+def _forget_recorded_lab(labs: dict, target: str, region: str) -> None:
+    recorded = lab_state.load_state()
+    if recorded.get("lab") in labs and recorded.get("region") == region:
+        lab_state.save_state({k: recorded.get(k) for k in ("target", "region", "lab", "endpoint")})
+
+
+def teardown_all_labs(target: str | None = None, region: str | None = None,
+                      report: Report | None = None) -> list[Result]:
+    """List every lab of ours in the region, then remove them all; says so when there is none."""
+    from labctl.cloud_tasks import resolve_lab
+
+    report = report or Report()
+    ref = resolve_lab(target, region, None)
+    report.line(header("teardown --all-labs", ref.target, ref.region, "every lab of ours"))
+    cloud = targets.connect(ref.target, ref.region, start_sandbox=False)
+    if cloud is None:
+        report.finish(unchanged="the sandbox is not running, so it has no labs")
+        return []
+    with aws_errors():
+        labs = find_labs(cloud.ec2)
+        report.line(f"found {len(labs)} lab(s) of ours in {ref.region}" + (":" if labs else ""))
+        for lab, found in labs.items():
+            report.line(lab_line(lab, found))
+        for lab in labs:
+            report.add(remove_lab(cloud.ec2, lab))
+    _forget_recorded_lab(labs, ref.target, ref.region)
+    if ref.target == "sandbox" and targets.sandbox_control().shutdown_if_idle(lab_state.state_dir()):
+        report.line("  sandbox daemon stopped (no instances left)")
+    report.finish(unchanged=f"no lab of ours in {ref.region}")
+    return report.results

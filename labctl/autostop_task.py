@@ -1,0 +1,66 @@
+"""`fab provision --auto-stop HOURS`: the cloud half (shutdown behaviour, deadline tags) and the host half."""
+
+from __future__ import annotations
+
+import sys
+
+from infra import autostop, instances
+from infra.errors import aws_errors
+from infra.uptime import utcnow
+from lab import autostop as host_autostop
+from lab.provision import ProvisionOptions as HostOptions
+from lab.result import Report as HostReport
+from labctl import host_tasks, targets
+from labctl.output import Report
+
+
+def apply_auto_stop(
+    target: str,
+    region: str,
+    lab: str,
+    hours: float,
+    report: Report,
+    *,
+    dry_run: bool = False,
+    cloud_only: bool = False,
+    host_options: HostOptions | None = None,
+) -> dict[str, str]:
+    """Set auto-stop on the lab's running instances; returns {instance id: deadline (ISO UTC)}."""
+    hours = autostop.validate_hours(hours)
+    cloud = targets.connect(target, region, start_sandbox=False)
+    if cloud is None:
+        report.line(f"  auto-stop: would stop each instance {autostop.hours_text(hours)} h after it is set")
+        return {}
+    deadlines = _cloud_half(cloud, lab, hours, dry_run, report)
+    if not deadlines:
+        return {}
+    if cloud_only:
+        report.line("  auto-stop: --cloud-only, so no shutdown was scheduled on the host (only tagged)")
+    else:
+        _host_half(cloud, deadlines, dry_run, host_options)
+    return {iid: autostop.format_deadline(deadline) for iid, deadline in deadlines.items()}
+
+
+def _cloud_half(cloud: targets.Cloud, lab: str, hours: float, dry_run: bool, report: Report) -> dict:
+    now = utcnow()
+    deadlines = {}
+    with aws_errors():
+        for instance in instances.find_instances(cloud.ec2, lab, ["running"]):
+            results, deadline = autostop.ensure_auto_stop(cloud.ec2, instance, hours, now, dry_run)
+            report.add(results)
+            deadlines[instance["InstanceId"]] = deadline
+    return deadlines
+
+
+def _host_half(
+    cloud: targets.Cloud, deadlines: dict, dry_run: bool, host_options: HostOptions | None
+) -> None:
+    hosts = [h for h in targets.host_targets(cloud=cloud) if h.instance_id in deadlines]
+    report = HostReport(live=sys.stdout)
+
+    def job(host) -> None:
+        deadline = deadlines[host.name]
+        host_autostop.auto_stop(host, int(deadline.timestamp()), autostop.format_deadline(deadline))
+
+    host_tasks.run_on_hosts(hosts, job, report, dry_run=dry_run, options=host_options)
+    host_tasks.fail_if_errors(report, "auto-stop")

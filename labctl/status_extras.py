@@ -1,0 +1,65 @@
+"""What `fab status` adds for students: uptime, the auto-stop deadline, how to connect, cost warnings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from infra import autostop, uptime
+from labctl import connect_help
+
+
+def instance_extras(instance: dict, key_file: str | None, now: datetime | None = None) -> dict:
+    """The extra JSON keys of one described instance (see infra/STATUS-JSON.md)."""
+    started = uptime.launch_time(instance)
+    deadline, hours = autostop.recorded_auto_stop(instance)
+    running = instance.get("State", {}).get("Name") == "running"
+    address = instance.get("PublicIpAddress") if running else None
+    return {
+        "launch_time": autostop.format_deadline(started) if started else None,
+        "uptime_hours": _rounded(uptime.uptime_hours(instance, now)),
+        "auto_stop_at": autostop.format_deadline(deadline) if deadline else None,
+        "auto_stop_hours": float(hours) if hours else None,
+        "connect": connect_help.connection_info(address, key_file),
+    }
+
+
+def _rounded(hours: float | None) -> float | None:
+    return None if hours is None else round(hours, 2)
+
+
+def uptime_warnings(instances: list[dict], warn_hours: float) -> list[str]:
+    """One warning per running instance past `warn_hours` (status_data()'s instance dicts)."""
+    found = (uptime.uptime_warning(i["id"], i.get("uptime_hours"), warn_hours) for i in instances)
+    return [warning for warning in found if warning]
+
+
+def instance_lines(info: dict, several: bool = False) -> list[str]:
+    """Uptime, auto-stop and connection lines under one instance in `fab status`."""
+    lines = []
+    if info.get("uptime_hours") is not None:
+        hours = uptime.format_hours(info["uptime_hours"])
+        lines.append(f"    uptime     {hours} (launched {info['launch_time']})")
+    if info.get("auto_stop_at"):
+        set_for = f"{info['auto_stop_hours']:g} h after it was set" if info.get("auto_stop_hours") else "set"
+        lines.append(f"    auto-stop  at {info['auto_stop_at']} ({set_for})")
+    connect = info.get("connect")
+    if connect:
+        lines += [
+            "    " + line
+            for line in connect_help.connection_lines(
+                info["id"], connect["mobaxterm"]["remote_host"], connect["mobaxterm"]["private_key"], several
+            )
+        ]
+    return lines
+
+
+def warning_lines(data: dict) -> list[str]:
+    return [f"  warning: {text}" for text in data.get("warnings") or []]
+
+
+def add_warnings(data: dict, warn_hours: float | None = None) -> dict:
+    """Add `uptime_warn_hours` and `warnings` (uptime past the threshold) to status_data(); returns it."""
+    threshold = uptime.validate_warn_hours(warn_hours)
+    data["uptime_warn_hours"] = threshold
+    data["warnings"] = uptime_warnings(data["instances"], threshold)
+    return data
