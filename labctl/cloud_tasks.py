@@ -19,7 +19,7 @@ from infra.errors import aws_errors
 from infra.results import ABSENT, CREATED, Result
 from infra.tags import is_ours, resource_name
 from lab.provision import ProvisionOptions as HostOptions
-from labctl import after_provision, host_tasks, status_extras, targets
+from labctl import after_provision, host_tasks, interrupts, status_extras, targets
 from labctl import state as lab_state
 from labctl.errors import LabError
 from labctl.output import Report, header
@@ -154,14 +154,6 @@ def _report_instances(described: list[dict], report: Report) -> None:
         )
 
 
-def _interrupted(report: Report) -> LabError:
-    done = [f"{r.status} {r.resource}" for r in report.results if not r.planned] or ["nothing yet"]
-    return LabError(
-        f"interrupted; so far: {'; '.join(done)}. "
-        "Re-run `fab provision` to converge, or `fab teardown` to remove it"
-    )
-
-
 def _plan_without_sandbox(ref: LabRef, report: Report) -> None:
     report.line("  the sandbox is not running: provision would start it and create everything below")
     name = resource_name(ref.lab)
@@ -179,6 +171,7 @@ def provision_cloud(options: ProvisionOptions, report: Report | None = None) -> 
     report = report or Report()
     ref = resolve_lab(options.target, options.region, options.name)
     report.line(header("plan" if options.dry_run else "provision", ref.target, ref.region, ref.lab))
+    cloud = None
     try:
         cloud = targets.connect(ref.target, ref.region, start_sandbox=not options.dry_run)
         if cloud is None:
@@ -188,7 +181,7 @@ def provision_cloud(options: ProvisionOptions, report: Report | None = None) -> 
             with aws_errors():
                 described = _cloud_steps(ref, cloud, options, report)
     except KeyboardInterrupt:
-        raise _interrupted(report) from None
+        raise interrupts.provision_interrupted(report, cloud and cloud.ec2, ref.lab) from None
     _report_instances(described, report)
     report.finish(planned=options.dry_run)
     return described
@@ -389,8 +382,11 @@ def teardown(
     report.line(header("teardown", ref.target, ref.region, ref.lab))
     cloud = targets.connect(ref.target, ref.region, start_sandbox=False)
     if cloud is not None:
-        with aws_errors():
-            report.add(_teardown_cloud(cloud, ref, keep_key))
+        try:
+            with aws_errors():
+                report.add(_teardown_cloud(cloud, ref, keep_key))
+        except KeyboardInterrupt:
+            raise interrupts.teardown_interrupted(cloud.ec2, ref.lab) from None
     _forget(ref, cloud, keep_key)
     _sandbox_after_teardown(ref, cloud, report)
     report.finish(unchanged="none of this lab's resources exist")

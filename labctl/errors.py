@@ -6,3 +6,10 @@ class LabError(Exception):
 
     The Fabric tasks print it without a traceback and exit non-zero.
     """
+
+
+class LabInterrupted(LabError):
+    """Ctrl-C stopped a task; the message says what exists now and how to converge or clean up.
+
+    The Fabric tasks exit with 130, like a shell does after SIGINT.
+    """

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Callable, TextIO, TypeVar
 
 from infra.results import Result, any_change
-from labctl.errors import LabError
+from labctl.errors import LabError, LabInterrupted
 
 F = TypeVar("F", bound=Callable)
 _WIDTH = 12
@@ -74,7 +74,7 @@ def reports_lab_errors(func: F) -> F:
             return func(*args, **kwargs)
         except LabError as exc:
             print(f"error: {exc}", file=sys.stderr, flush=True)
-            raise SystemExit(1) from None
+            raise SystemExit(130 if isinstance(exc, LabInterrupted) else 1) from None
         except KeyboardInterrupt:
             print(
                 "interrupted: re-run the task to converge, or `fab teardown` to remove the lab",

@@ -1,0 +1,52 @@
+"""What a Ctrl-C in a cloud task leaves behind: the lab's resources found by tags, said in one line."""
+
+from __future__ import annotations
+
+from infra import instances, keys
+from infra import security_group as groups
+from infra.tags import is_ours, resource_name
+from labctl import state as lab_state
+from labctl.errors import LabInterrupted
+from labctl.output import Report
+
+
+def existing_resources(ec2, lab: str) -> list[str]:
+    """Short descriptions of the lab's instances, security groups, key pair and key file that exist now."""
+    found = [
+        f"instance {i['InstanceId']} ({instances.state_of(i)})" for i in instances.find_instances(ec2, lab)
+    ]
+    found += [f"security group {g['GroupId']} ({g.get('GroupName')})" for g in groups.find_groups(ec2, lab)]
+    pair = keys.describe_key_pair(ec2, resource_name(lab))
+    if pair is not None and is_ours(pair, lab):
+        found.append(f"key pair {pair['KeyName']}")
+    key_file = keys.key_file_path(lab_state.key_dir(), resource_name(lab))
+    if key_file.exists():
+        found.append(f"key file {key_file}")
+    return found
+
+
+def _what_exists(ec2, lab: str) -> str:
+    """'exists now: ...' from a fresh look-up; a failed look-up says so instead of hiding the interrupt."""
+    if ec2 is None:
+        return "nothing was created yet"
+    try:
+        found = existing_resources(ec2, lab)
+    except Exception as exc:  # noqa: BLE001 - any failure here must not mask the interrupt itself
+        return f"could not list what exists ({type(exc).__name__}): run `fab status`"
+    return f"exists now: {', '.join(found)}" if found else "nothing of this lab exists"
+
+
+def provision_interrupted(report: Report, ec2, lab: str) -> LabInterrupted:
+    """The one-line error of an interrupted provision: what it did, what exists, how to go on."""
+    done = [f"{r.status} {r.resource}" for r in report.results if not r.planned] or ["nothing yet"]
+    return LabInterrupted(
+        f"interrupted; so far: {'; '.join(done)}; {_what_exists(ec2, lab)}. "
+        "Re-run `fab provision` to converge, or `fab teardown` to remove it"
+    )
+
+
+def teardown_interrupted(ec2, lab: str) -> LabInterrupted:
+    """The one-line error of an interrupted teardown: what is left and how to remove it."""
+    return LabInterrupted(
+        f"teardown interrupted; {_what_exists(ec2, lab)}. Run `fab teardown` again to remove the rest"
+    )
