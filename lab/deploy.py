@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab import facts
-from lab.remote import Host, last_line, q
+from lab.remote import Host, Output, last_line, q
 from lab.result import OK, outcome
 from labctl.errors import LabError
 
@@ -99,13 +99,66 @@ class ServerChoice:
         return f"{path} {port}"
 
 
-def upload(host: Host, sources: dict[str, bytes]) -> list[str]:
-    """Upload the changed sources in one tar (one put, one untar); returns the changed names."""
-    remote = facts.sha256_manifest(host, REMOTE_DIR, list(sources))
+@dataclass(frozen=True)
+class DeployFacts:
+    """The host's side of deploy-echo, read in one command before anything changes."""
+
+    home: str
+    manifest: dict[str, str]  # sha256 of the sources and binaries in ~/server-socket
+    make_question: int  # exit status of `make -q` (0 up to date, 1 out of date, else an error)
+    make_output: str
+    systemd: bool
+    mode: str | None  # the recorded server command line
+    unit: str | None  # the systemd unit file, where systemd runs
+    running: bool  # the unit is active, or the supervised process is alive
+
+
+def fact_commands(sources: dict[str, bytes]) -> dict[str, str]:
+    """The commands `parse_deploy_facts` reads, in one batch (systemctl is asked only under systemd)."""
+    names = [*sources, *make_targets(sources)]
+    return {
+        "home": facts.HOME_COMMAND,
+        "manifest": facts.sha256_command(REMOTE_DIR, names),
+        "make": f'cd "$HOME"/{REMOTE_DIR} 2>&1 && make -q {" ".join(make_targets(sources))} 2>&1',
+        "systemd": facts.SYSTEMD_COMMAND,
+        "mode": facts.file_section(f"~/{REMOTE_DIR}/{MODE_FILE}"),
+        "unit": f"{facts.SYSTEMD_COMMAND} && {facts.file_section(UNIT_PATH)}",
+        "running": (
+            f"if {facts.SYSTEMD_COMMAND}; then systemctl is-active --quiet {UNIT_NAME}; "
+            f"else {supervised_alive_script()}; fi"
+        ),
+    }
+
+
+def parse_deploy_facts(found: dict[str, facts.Section]) -> DeployFacts:
+    return DeployFacts(
+        home=found["home"].text.strip(),
+        manifest=facts.parse_sha256sum(found["manifest"].text),
+        make_question=found["make"].exited,
+        make_output=found["make"].text,
+        systemd=found["systemd"].ok,
+        mode=facts.file_text(found["mode"]),
+        unit=facts.file_text(found["unit"]),
+        running=found["running"].ok,
+    )
+
+
+def deploy_facts(host: Host, sources: dict[str, bytes]) -> DeployFacts:
+    """Read all of deploy-echo's facts in ONE remote command."""
+    found = parse_deploy_facts(facts.gather(host, fact_commands(sources)))
+    host.know_home(found.home)
+    return found
+
+
+def upload(host: Host, sources: dict[str, bytes], remote: dict[str, str]) -> list[str]:
+    """Upload the changed sources in one tar (one put, one untar); returns the changed names.
+
+    `remote` is the sha256 manifest of ~/server-socket (the fact).
+    """
     changed = changed_files(sources, remote)
     if changed and not host.dry_run:
         host.run(f'mkdir -p "$HOME"/{REMOTE_DIR}', check=True)
-        host.conn.put(io.BytesIO(tar_stream(sources, changed)), remote=f"{REMOTE_DIR}/{UPLOAD_TAR}")
+        host.put(tar_stream(sources, changed), f"{REMOTE_DIR}/{UPLOAD_TAR}")
         host.run(
             f'cd "$HOME"/{REMOTE_DIR} && tar -xmf {UPLOAD_TAR} && rm -f {UPLOAD_TAR}',
             check=True,
@@ -122,14 +175,20 @@ def make_targets(sources: dict[str, bytes]) -> list[str]:
     return targets
 
 
-def compile_echo(host: Host, sources: dict[str, bytes], uploaded: list[str]) -> bool:
-    """Run make only when a binary is out of date; returns True when it rebuilt (or would)."""
+def compile_echo(host: Host, sources: dict[str, bytes], uploaded: list[str], found: DeployFacts) -> bool:
+    """Run make only when a binary is out of date; returns True when it rebuilt (or would).
+
+    The `make -q` answer in `found` holds when nothing was uploaded; after an upload make is asked again.
+    """
     targets = " ".join(make_targets(sources))
     build_inputs_changed = any(n.endswith(BUILD_INPUT_SUFFIXES) or n == "Makefile" for n in uploaded)
     if host.dry_run and build_inputs_changed:
         host.record("compile", outcome(True, True), "sources changed")
         return True
-    question = host.run(f'cd "$HOME"/{REMOTE_DIR} && make -q {targets}')
+    if uploaded:
+        question = host.run(f'cd "$HOME"/{REMOTE_DIR} && make -q {targets}')
+    else:
+        question = Output(found.make_output, "", found.make_question)
     if question.exited == 0:
         host.record("compile", OK, f"{targets} up to date")
         return False
@@ -184,29 +243,29 @@ def stop_supervised_script() -> str:
     )
 
 
-def supervised_alive(host: Host) -> bool:
-    """Whether the pid file names a live (not zombie) process."""
+def supervised_alive_script() -> str:
+    """Exit 0 when the pid file names a live (not zombie) process."""
     pid_file = f'"$HOME"/{REMOTE_DIR}/{PID_FILE}'
-    script = (
+    return (
         f"pid=$(cat {pid_file} 2>/dev/null) && [ -n \"$pid\" ] && kill -0 \"$pid\" 2>/dev/null "
         "&& ! grep -q '^[^)]*) Z' /proc/$pid/stat"
     )
-    return host.run(script).ok
 
 
 def recorded_mode(host: Host) -> str | None:
+    """The server command line deploy-echo recorded on the host (None before the first deploy)."""
     return host.read_file(f"~/{REMOTE_DIR}/{MODE_FILE}")
 
 
-def echo_service(host: Host, command: str, program_changed: bool) -> None:
+def echo_service(host: Host, command: str, program_changed: bool, found: DeployFacts) -> None:
     """Run `command` as the echo service; (re)start only when it is down, its mode or program changed."""
-    systemd = facts.systemd_running(host)
+    systemd = found.systemd
     mode_text = command + "\n"
-    mode_changed = recorded_mode(host) != mode_text
+    mode_changed = found.mode != mode_text
+    running = found.running
     if systemd:
         unit = render_unit(host.user, host.home, command)
-        unit_changed = host.read_file(UNIT_PATH) != unit
-        running = host.run(f"systemctl is-active --quiet {UNIT_NAME}").ok
+        unit_changed = found.unit != unit
         restart = unit_changed or mode_changed or program_changed or not running
         if restart and not host.dry_run:
             if unit_changed:
@@ -216,7 +275,6 @@ def echo_service(host: Host, command: str, program_changed: bool) -> None:
             refuse_busy_port(host)
             host.sudo(f"systemctl start {UNIT_NAME}", check=True)
     else:
-        running = supervised_alive(host)
         restart = mode_changed or program_changed or not running
         if restart and not host.dry_run:
             host.run(stop_supervised_script(), check=True)
@@ -269,21 +327,23 @@ def wait_listening(host: Host, port: int = ECHO_PORT) -> None:
 def deploy_echo(host: Host, choice: ServerChoice, echo_dir: Path = ECHO_DIR) -> None:
     """Upload, build and run the echo server on one connected host."""
     sources = local_sources(echo_dir)
-    choice.program(sources)  # reject impossible choices before touching the host
-    program = choice.program(sources)
-    uploaded = upload(host, sources)
+    program = choice.program(sources)  # rejects impossible choices before touching the host
+    found = deploy_facts(host, sources)
+    uploaded = upload(host, sources, found.manifest)
     if choice.server == "python":
-        compile_echo(host, sources, uploaded)
+        compile_echo(host, sources, uploaded, found)
         program_changed = program in uploaded
     else:
-        program_changed = build_changes_binary(host, sources, uploaded, program)
-    echo_service(host, choice.command(host.home, sources), program_changed)
+        program_changed = build_changes_binary(host, sources, uploaded, program, found)
+    echo_service(host, choice.command(host.home, sources), program_changed, found)
 
 
-def build_changes_binary(host: Host, sources: dict[str, bytes], uploaded: list[str], binary: str) -> bool:
+def build_changes_binary(
+    host: Host, sources: dict[str, bytes], uploaded: list[str], binary: str, found: DeployFacts
+) -> bool:
     """Compile; True when the server binary itself differs afterwards (a client-only change keeps it)."""
-    before = facts.sha256_manifest(host, REMOTE_DIR, [binary]).get(binary)
-    if not compile_echo(host, sources, uploaded):
+    before = found.manifest.get(binary)
+    if not compile_echo(host, sources, uploaded, found):
         return False
     if host.dry_run:
         return before is None or f"{binary}.c" in uploaded or "Makefile" in uploaded

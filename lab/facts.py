@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import secrets
 import shlex
+from dataclasses import dataclass
 
-from lab.remote import Host
+from lab.remote import COMMAND_TIMEOUT, Host, q
+from labctl.errors import LabError
 
 ZONEINFO_MARK = "zoneinfo/"
+
+
+TIMEZONE_COMMAND = "readlink /etc/localtime; echo '--'; cat /etc/timezone 2>/dev/null"
+SYSTEMD_COMMAND = "test -d /run/systemd/system"
+HOME_COMMAND = 'printf %s "$HOME"'
 
 
 def has_command(host: Host, name: str) -> bool:
@@ -16,12 +24,12 @@ def has_command(host: Host, name: str) -> bool:
 
 def systemd_running(host: Host) -> bool:
     """Whether systemd is PID 1 (the test `sd_booted()` uses)."""
-    return host.run("test -d /run/systemd/system").ok
+    return host.run(SYSTEMD_COMMAND).ok
 
 
 def timezone(host: Host) -> str | None:
     """The configured zone name from /etc/localtime's link, else /etc/timezone."""
-    out = host.run("readlink /etc/localtime; echo '--'; cat /etc/timezone 2>/dev/null")
+    out = host.run(TIMEZONE_COMMAND)
     return parse_timezone(out.stdout)
 
 
@@ -35,9 +43,12 @@ def parse_timezone(stdout: str) -> str | None:
 
 def installed_packages(host: Host, names: list[str]) -> set[str]:
     """Which of `names` dpkg reports as installed."""
+    return parse_installed(host.run(dpkg_query_command(names)).stdout)
+
+
+def dpkg_query_command(names: list[str]) -> str:
     fmt = shlex.quote("${Package} ${db:Status-Abbrev}\\n")
-    out = host.run(f"dpkg-query -W -f={fmt} {' '.join(map(shlex.quote, names))} 2>/dev/null")
-    return parse_installed(out.stdout)
+    return f"dpkg-query -W -f={fmt} {' '.join(map(shlex.quote, names))} 2>/dev/null"
 
 
 def parse_installed(stdout: str) -> set[str]:
@@ -66,9 +77,12 @@ def parse_os_release(stdout: str) -> dict[str, str]:
 
 def sha256_manifest(host: Host, directory: str, names: list[str]) -> dict[str, str]:
     """sha256 of each existing file `directory/name` (missing files are absent), in one command."""
+    return parse_sha256sum(host.run(sha256_command(directory, names)).stdout)
+
+
+def sha256_command(directory: str, names: list[str]) -> str:
     quoted = " ".join(shlex.quote(n) for n in names)
-    out = host.run(f'cd "$HOME"/{shlex.quote(directory)} 2>/dev/null && sha256sum -- {quoted} 2>/dev/null')
-    return parse_sha256sum(out.stdout)
+    return f'cd "$HOME"/{shlex.quote(directory)} 2>/dev/null && sha256sum -- {quoted} 2>/dev/null'
 
 
 def parse_sha256sum(stdout: str) -> dict[str, str]:
@@ -85,3 +99,77 @@ def first_line_version(host: Host, command: str) -> str | None:
     """The first line of `command --version`, or None when the program is missing."""
     out = host.run(f"{command} --version 2>/dev/null | head -n 1")
     return out.stdout.strip() or None
+
+
+# --- many facts in one command ------------------------------------------------------------------------------
+# A re-run on a configured host should cost one SSH round trip, not one per fact: a task gathers its facts
+# with one small shell script that prints each fact as a section, and parses them here.
+
+
+@dataclass(frozen=True)
+class Section:
+    """What one part of a batched script printed on stdout, and its exit status."""
+
+    text: str
+    exited: int
+
+    @property
+    def ok(self) -> bool:
+        return self.exited == 0
+
+
+def sectioned_script(sections: dict[str, str], boundary: str) -> str:
+    """A shell script running each command in turn, its output framed by `boundary` lines."""
+    parts = []
+    for name, command in sections.items():
+        parts.append(
+            f"printf '%s\\n' '{boundary}:{name}'\n"
+            f"{{ {command}\n}}\n"
+            f"printf '\\n%s\\n' \"{boundary}:exit:$?\""
+        )
+    return "\n".join(parts)
+
+
+def parse_sections(stdout: str, boundary: str) -> dict[str, Section]:
+    """The sections printed by `sectioned_script` (a section that never ended is left out)."""
+    found: dict[str, Section] = {}
+    rest = stdout
+    head = f"{boundary}:"
+    while True:
+        start = rest.find(head)
+        if start < 0:
+            return found
+        name_end = rest.find("\n", start)
+        name = rest[start + len(head) : name_end]
+        end = rest.find(f"\n{head}exit:", name_end)
+        if name_end < 0 or end < 0:
+            return found
+        status_start = end + len(head) + 6
+        status_end = rest.find("\n", status_start)
+        status_end = len(rest) if status_end < 0 else status_end
+        found[name] = Section(rest[name_end + 1 : end], int(rest[status_start:status_end] or 1))
+        rest = rest[status_end:]
+
+
+def gather(host: Host, sections: dict[str, str], timeout: int = COMMAND_TIMEOUT) -> dict[str, Section]:
+    """Run all `sections` in ONE remote command and return each one's output and exit status."""
+    boundary = "@@labctl-" + secrets.token_hex(8)
+    out = host.run(sectioned_script(sections, boundary), timeout=timeout)
+    found = parse_sections(out.stdout, boundary)
+    missing = [name for name in sections if name not in found]
+    if missing:
+        raise LabError(
+            f"{host.name}: reading the host's state stopped at '{missing[0]}' "
+            f"(exit {out.exited}: {out.stderr.strip().splitlines()[-1:] or ['no output']}); re-run"
+        )
+    return found
+
+
+def file_section(path: str) -> str:
+    """A section command printing a file's text (exit 1 when it is missing)."""
+    quoted = q(path)
+    return f"test -f {quoted} && cat {quoted}"
+
+
+def file_text(section: Section) -> str | None:
+    return section.text if section.ok else None

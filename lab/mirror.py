@@ -105,11 +105,14 @@ def deb822_uri_lines(text: str) -> list[str]:
     return lines
 
 
-def apt_mirror(host: Host, mirror: str = DEFAULT_MIRROR) -> list[str]:
-    """Step 3: rewrite each sources file that needs it (one-time `.orig` backup); returns changed paths."""
+def apt_mirror(host: Host, mirror: str, sources: dict[str, str | None]) -> list[str]:
+    """Step 3: rewrite each sources file that needs it (one-time `.orig` backup); returns changed paths.
+
+    `sources` is the fact: each of SOURCE_FILES with its text (None when missing).
+    """
     changed = []
     for path in SOURCE_FILES:
-        current = host.read_file(path)
+        current = sources.get(path)
         if current is None:
             continue
         wanted = rewrite_sources(current, mirror, path)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shlex
 
-from lab import facts
 from lab.remote import Host, last_line
 from lab.result import outcome
 from lab.waits import APT_LOCK_TIMEOUT_OPTION
@@ -28,9 +27,9 @@ def update_command() -> str:
     return f"env {APT_ENV} apt-get -q -y {APT_LOCK_TIMEOUT_OPTION} update"
 
 
-def packages(host: Host, names: tuple[str, ...] = LAB_PACKAGES, *, refresh_lists: bool = False) -> None:
-    """Install the packages dpkg does not report as installed; `refresh_lists` runs apt-get update anyway."""
-    missing = [n for n in names if n not in facts.installed_packages(host, list(names))]
+def packages(host: Host, names: tuple[str, ...], installed: set[str], *, refresh_lists: bool = False) -> None:
+    """Install `names` not in `installed` (the dpkg fact); `refresh_lists` runs apt-get update anyway."""
+    missing = [n for n in names if n not in installed]
     status = outcome(bool(missing), host.dry_run)
     if missing and not host.dry_run:
         run_apt(host, install_command(missing))

@@ -44,8 +44,12 @@ class Host:
     def user(self) -> str:
         return self.conn.user
 
+    def __post_init__(self) -> None:
+        self.report.count(self.name, "connections")  # one Host per opened Connection
+
     def run(self, command: str, *, check: bool = False, timeout: int = COMMAND_TIMEOUT) -> Output:
         """Run a shell command as the login user; never echo it or its output to the terminal."""
+        self.count_command()
         try:
             result = self.conn.run(command, hide=True, warn=True, in_stream=False, timeout=timeout)
         except CommandTimedOut:
@@ -58,17 +62,37 @@ class Host:
             raise LabError(f"{self.name}: `{short(command)}` failed (exit {out.exited}): {last_line(out)}")
         return out
 
+    def count_command(self) -> None:
+        """Count one remote command (and a reconnect, if Fabric must open the connection again)."""
+        if not getattr(self.conn, "is_connected", True):
+            self.report.count(self.name, "connections")
+        self.report.count(self.name, "commands")
+
     def sudo(self, command: str, *, check: bool = False, timeout: int = COMMAND_TIMEOUT) -> Output:
         """Run a shell command as root with non-interactive sudo (never a password prompt)."""
         out = self.run(as_root(command, self.user), timeout=timeout)
-        if SUDO_PASSWORD_HINT in out.stderr:
+        self.refuse_sudo_password(out.stderr)
+        if check and not out.ok:
+            raise LabError(f"{self.name}: `{short(command)}` failed (exit {out.exited}): {last_line(out)}")
+        return out
+
+    def refuse_sudo_password(self, stderr: str) -> None:
+        """LabError when sudo's output says it wants a password (we never type one)."""
+        if SUDO_PASSWORD_HINT in stderr:
             raise LabError(
                 f"{self.name}: sudo asks {self.user} for a password; give {self.user} passwordless sudo "
                 f"(NOPASSWD in /etc/sudoers.d) or connect as a user that has it"
             )
-        if check and not out.ok:
-            raise LabError(f"{self.name}: `{short(command)}` failed (exit {out.exited}): {last_line(out)}")
-        return out
+
+    def put(self, data: bytes, remote: str) -> None:
+        """Upload `data` to `remote` (relative paths are in the login user's home)."""
+        self.report.count(self.name, "uploads")
+        self.conn.put(io.BytesIO(data), remote=remote)
+
+    def know_home(self, home: str) -> None:
+        """Remember the home directory read in a batch of facts (saves asking again)."""
+        if home.strip():
+            self._home = home.strip()
 
     @property
     def home(self) -> str:
@@ -86,7 +110,7 @@ class Host:
     def write_file(self, path: str, text: str, *, sudo: bool = False, mode: str = "0644") -> None:
         """Upload `text` to `path` (via a temporary file, then an atomic move)."""
         tmp = f"{self.home}/.labctl-upload.{secrets.token_hex(4)}"
-        self.conn.put(io.BytesIO(text.encode()), remote=tmp)
+        self.put(text.encode(), tmp)
         move = f"chmod {mode} {q(tmp)} && mv -f {q(tmp)} {q(path)}"
         if sudo:
             self.sudo(f"chown root:root {q(tmp)} && {move}", check=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 from dataclasses import asdict, dataclass, field
@@ -50,6 +51,7 @@ class Report:
     results: list[Result] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     live: TextIO | None = None
+    ssh: dict[str, dict[str, int]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, result: Result) -> Result:
@@ -58,6 +60,20 @@ class Report:
             if self.live is not None:
                 print(result.line(STEP_WIDTH), file=self.live, flush=True)
         return result
+
+    def count(self, host: str, kind: str, n: int = 1) -> None:
+        """Count SSH work per host: `connections`, `commands` (remote commands run), `uploads`."""
+        with self._lock:
+            counts = self.ssh.setdefault(host, {"connections": 0, "commands": 0, "uploads": 0})
+            counts[kind] = counts.get(kind, 0) + n
+
+    def ssh_line(self) -> str:
+        """`ssh: h1 1 connection, 2 commands, 0 uploads; ...` (printed with the summary under LAB_VERBOSE)."""
+        parts = [
+            f"{host} {c['connections']} connection(s), {c['commands']} command(s), {c['uploads']} upload(s)"
+            for host, c in self.ssh.items()
+        ]
+        return "ssh: " + ("; ".join(parts) if parts else "none")
 
     def fail_host(self, host: str, message: str) -> None:
         """Record that a host stopped with an expected error (a LabError's one line)."""
@@ -92,13 +108,17 @@ class Report:
         for r in self.results:
             counts[r.status] = counts.get(r.status, 0) + 1
         parts = [f"{n} {status}" for status, n in counts.items()]
-        return "summary: " + (", ".join(parts) if parts else "nothing to report")
+        line = "summary: " + (", ".join(parts) if parts else "nothing to report")
+        if os.environ.get(VERBOSE_ENV) and self.ssh:
+            line += "\n" + self.ssh_line()
+        return line
 
     def as_dict(self) -> dict:
         return {
             "ok": self.ok,
             "results": [asdict(r) for r in self.results],
             "errors": dict(self.errors),
+            "ssh": {host: dict(counts) for host, counts in self.ssh.items()},
         }
 
     def json(self) -> str:
@@ -106,6 +126,7 @@ class Report:
 
 
 STEP_WIDTH = 16
+VERBOSE_ENV = "LAB_VERBOSE"  # set to 1: summaries also count SSH connections, commands and uploads
 
 
 def stdout_report() -> Report:

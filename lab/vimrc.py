@@ -25,9 +25,9 @@ def merge_vimrc(text: str) -> str:
     return text + "".join(line + "\n" for line in missing)
 
 
-def vimrc(host: Host) -> None:
-    """Step 5: make ~/.vimrc contain the required settings."""
-    current = host.read_file(VIMRC) or ""
+def vimrc(host: Host, text: str | None) -> None:
+    """Step 5: make ~/.vimrc contain the required settings (`text`: its current content, None if missing)."""
+    current = text or ""
     missing = missing_lines(current)
     status = outcome(bool(missing), host.dry_run)
     if missing and not host.dry_run:

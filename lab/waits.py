@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lab import facts
-from lab.remote import Host
+from lab.facts import Section
+from lab.remote import Host, as_root
 from lab.result import OK
 from labctl.errors import LabError
 
@@ -17,16 +17,31 @@ CLOUD_INIT_TIMEOUT = 600
 LOCK_WAIT_SECONDS = 300
 # apt itself also waits this long for the dpkg lock (apt >= 1.9.11, Ubuntu 20.04 and later).
 APT_LOCK_TIMEOUT_OPTION = f"-o DPkg::Lock::Timeout={LOCK_WAIT_SECONDS}"
+NOT_INSTALLED = 127  # exit status of the wait commands below when the tool they need is missing
+SBIN_PATH = "PATH=$PATH:/usr/sbin:/sbin"
 
 
-def wait_cloud_init(host: Host) -> None:
-    """`cloud-init status --wait` where cloud-init exists; a failed cloud-init is reported, not fatal."""
-    if not facts.has_command(host, "cloud-init"):
+def cloud_init_wait_command() -> str:
+    """`cloud-init status --wait` where cloud-init exists, else exit 127."""
+    return (
+        f"if {SBIN_PATH} command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait; "
+        f"else (exit {NOT_INSTALLED}); fi"
+    )
+
+
+def wait_cloud_init(host: Host, waited: Section | None = None) -> None:
+    """Wait for cloud-init where it exists; its error stops the task with the log to read.
+
+    `waited` is the output of `cloud_init_wait_command()` when it already ran in a batch of facts.
+    """
+    if waited is None:
+        out = host.run(cloud_init_wait_command(), timeout=CLOUD_INIT_TIMEOUT)
+        waited = Section(out.stdout, out.exited)
+    if waited.exited == NOT_INSTALLED:
         host.record("cloud-init", OK, "not installed here, nothing to wait for")
         return
-    out = host.run("cloud-init status --wait", timeout=CLOUD_INIT_TIMEOUT)
-    status = parse_cloud_init_status(out.stdout)
-    if status == "error" or (not out.ok and status != "done"):
+    status = parse_cloud_init_status(waited.text)
+    if status == "error" or (not waited.ok and status != "done"):
         raise LabError(
             f"{host.name}: cloud-init finished with status '{status or 'unknown'}'; "
             f"see /var/log/cloud-init-output.log on the instance, or recreate it (fab teardown provision)"
@@ -52,13 +67,28 @@ def lock_wait_script(seconds: int = LOCK_WAIT_SECONDS) -> str:
     )
 
 
-def wait_apt_locks(host: Host, seconds: int = LOCK_WAIT_SECONDS) -> None:
-    """Wait for apt/dpkg locks to be free (where `fuser` exists; apt-get also waits on its own)."""
-    if not facts.has_command(host, "fuser"):
+def lock_wait_command(user: str, seconds: int = LOCK_WAIT_SECONDS) -> str:
+    """The lock wait as root where `fuser` exists (sudo's complaints on stdout), else exit 127."""
+    wait = as_root(f"{SBIN_PATH}; " + lock_wait_script(seconds), user)
+    return (
+        f"if {SBIN_PATH} command -v fuser >/dev/null 2>&1; then {wait} 2>&1; "
+        f"else (exit {NOT_INSTALLED}); fi"
+    )
+
+
+def wait_apt_locks(host: Host, seconds: int = LOCK_WAIT_SECONDS, waited: Section | None = None) -> None:
+    """Wait for apt/dpkg locks to be free (where `fuser` exists; apt-get also waits on its own).
+
+    `waited` is the output of `lock_wait_command()` when it already ran in a batch of facts.
+    """
+    if waited is None:
+        out = host.run(lock_wait_command(host.user, seconds), timeout=seconds + 30)
+        waited = Section(out.stdout, out.exited)
+    if waited.exited == NOT_INSTALLED:
         host.record("apt locks", OK, "fuser missing; apt-get waits for the locks itself")
         return
-    out = host.sudo("PATH=$PATH:/usr/sbin:/sbin; " + lock_wait_script(seconds), timeout=seconds + 30)
-    if out.exited == 3:
+    host.refuse_sudo_password(waited.text)
+    if waited.exited == 3:
         raise LabError(
             f"{host.name}: apt/dpkg locks still held after {seconds} s (unattended-upgrades?); "
             f"wait a few minutes and re-run"
