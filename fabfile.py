@@ -32,6 +32,13 @@ _PROVISION_HELP = {
     "trust-new-host": "-H hosts only: trust an unknown host key on first use, remember it in the state dir",
     "auto-stop": "the instance stops itself after HOURS (shutdown behaviour stop + shutdown on the host)",
 }
+_CLASS_HELP = {
+    "students": "class mode: one lab per student of this CSV (header id[,public_key][,cidr]); --name = class",
+    "count": "class mode: one lab per student s01..sNN",
+    "parallel": "class mode: students set up at once (default 8)",
+    "shared-sg": "class mode: one security group for the class (union of the CIDRs) instead of one each",
+    "all": "class mode: also redo students whose last verify passed",
+}
 
 
 def _options(**kwargs) -> cloud_tasks.ProvisionOptions:
@@ -39,7 +46,7 @@ def _options(**kwargs) -> cloud_tasks.ProvisionOptions:
     return cloud_tasks.ProvisionOptions(**given)
 
 
-@task(help=_PROVISION_HELP)
+@task(help={**_PROVISION_HELP, **_CLASS_HELP})
 @reports_lab_errors
 def provision(
     c,
@@ -57,6 +64,11 @@ def provision(
     mirror=None,
     trust_new_host=False,
     auto_stop=None,
+    students=None,
+    count=None,
+    parallel=None,
+    shared_sg=False,
+    all_=False,
 ):
     """Create or converge the lab: key pair, security group, Ubuntu instance, then the host setup."""
     from lab.provision import ProvisionOptions as HostOptions
@@ -73,7 +85,12 @@ def provision(
         hosts, config = host_tasks.task_hosts(c)
         host_tasks.provision_hosts(hosts, host_options, dry_run, config=config)
         return
-    cloud_tasks.provision(
+    run = cloud_tasks.provision
+    if students or count:  # class mode: one lab per student (labctl.classroom)
+        from labctl import classroom
+
+        run = classroom.class_provision(students, count, parallel, shared_sg, all_)
+    run(
         _options(
             target=target,
             region=region,

@@ -19,7 +19,7 @@ from infra.errors import aws_errors
 from infra.results import ABSENT, CREATED, Result
 from infra.tags import is_ours, resource_name
 from lab.provision import ProvisionOptions as HostOptions
-from labctl import after_provision, host_tasks, interrupts, status_extras, targets
+from labctl import after_provision, classroom, host_tasks, interrupts, status_extras, targets
 from labctl import state as lab_state
 from labctl.errors import LabError
 from labctl.output import Report, header
@@ -270,6 +270,7 @@ def _cloud_status(cloud: targets.Cloud, lab: str) -> dict:
         "security_group": _group_status(cloud, lab),
         "key_pair": key_pair,
         "not_ours": _not_ours(cloud, lab),
+        "class": classroom.class_status(cloud, lab),  # class mode: the labs of class `lab`, else None
     }
 
 
@@ -332,6 +333,7 @@ def status_lines(data: dict) -> list[str]:
         lines.append(f"    rule       {groups.Rule(**rule).describe()}")
     pair = data["key_pair"]
     lines.append(f"  key pair     {pair['name']} file {pair['file']}" if pair else "  key pair     none")
+    lines += classroom.class_status_lines(data.get("class"))
     lines += [f"  not ours     {item['resource']}: {item['reason']}" for item in data["not_ours"]]
     return lines + status_extras.warning_lines(data)
 
@@ -340,7 +342,8 @@ def status_lines(data: dict) -> list[str]:
 
 
 def _teardown_cloud(cloud: targets.Cloud, ref: LabRef, keep_key: bool) -> list[Result]:
-    results = instances.terminate_instances(cloud.ec2, ref.lab)
+    results = classroom.teardown_class(cloud, ref.lab, keep_key)  # class mode: every student's lab
+    results += instances.terminate_instances(cloud.ec2, ref.lab)
     found = groups.find_groups(cloud.ec2, ref.lab)
     results += [groups.delete_group(cloud.ec2, group) for group in found] or [
         Result(ABSENT, "security group", "none of ours")

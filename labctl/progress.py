@@ -1,0 +1,74 @@
+"""Live progress of class mode: one line per student, e.g. `s03  cloud ✓  provision ✓  deploy …  verify`.
+
+On a terminal the lines are redrawn in place; otherwise (CI, a pipe) a student's line is appended each time
+one of its phases changes. Safe to call from many threads.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import TextIO
+
+PENDING = ""
+RUNNING = "running"
+DONE = "done"
+FAILED = "failed"
+SKIPPED = "skipped"
+
+_MARKS = {PENDING: " ", RUNNING: "…", DONE: "✓", FAILED: "✗", SKIPPED: "-"}
+_ASCII_MARKS = {PENDING: " ", RUNNING: "..", DONE: "ok", FAILED: "FAIL", SKIPPED: "-"}
+
+
+def _can_encode(out: TextIO, text: str) -> bool:
+    try:
+        text.encode(getattr(out, "encoding", None) or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+class Progress:
+    """The phases of every student and their marks, printed as they change."""
+
+    def __init__(
+        self, students: list[str], phases: tuple[str, ...], out: TextIO | None = None, tty: bool | None = None
+    ) -> None:
+        self.out = out or sys.stdout
+        self.tty = self.out.isatty() if tty is None else tty
+        self.phases = phases
+        self.states = {student: {phase: PENDING for phase in phases} for student in students}
+        self.width = max((len(s) for s in students), default=0)
+        self.marks = _MARKS if _can_encode(self.out, "".join(_MARKS.values())) else _ASCII_MARKS
+        self._lock = threading.Lock()
+        self._drawn = False
+
+    def line(self, student: str) -> str:
+        """`s03  cloud ✓  provision …  deploy  verify`."""
+        cells = [f"{phase} {self.marks[self.states[student][phase]]}".rstrip() for phase in self.phases]
+        return f"{student.ljust(self.width)}  " + "  ".join(cells)
+
+    def start(self) -> None:
+        """Draw every line once (on a terminal), so later updates have lines to rewrite."""
+        with self._lock:
+            if self.tty:
+                self._redraw()
+
+    def set(self, student: str, phase: str, state: str) -> None:
+        """Mark `phase` of `student` and show it."""
+        with self._lock:
+            if self.states[student][phase] == state:
+                return
+            self.states[student][phase] = state
+            if self.tty:
+                self._redraw()
+            else:
+                print(self.line(student), file=self.out, flush=True)
+
+    def _redraw(self) -> None:
+        if self._drawn:
+            self.out.write(f"\x1b[{len(self.states)}F")
+        for student in self.states:
+            self.out.write(f"\x1b[2K{self.line(student)}\n")
+        self.out.flush()
+        self._drawn = True
