@@ -1,4 +1,4 @@
-"""What `fab provision` does last: auto-stop (when asked) and how to connect to each running instance."""
+"""What `fab provision` adds: how to connect to each running instance, and auto-stop (when asked) last."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from labctl.output import Report
 def finish_provision(
     options, described: list[dict], report: Report, host_options: HostOptions | None
 ) -> None:
-    """Auto-stop (`options.auto_stop` hours) and the connection lines; `options` is cloud_tasks'."""
+    """Auto-stop (`options.auto_stop` hours) after the host setup; `options` is cloud_tasks'."""
     if getattr(options, "auto_stop", None) is not None:
         from labctl.cloud_tasks import resolve_lab
 
@@ -21,12 +21,10 @@ def finish_provision(
             ref.target, ref.region, ref.lab, options.auto_stop, report,
             dry_run=options.dry_run, cloud_only=options.cloud_only, host_options=host_options,
         )
-    if not options.dry_run:
-        print_connection_help(described, report)
 
 
 def print_connection_help(described: list[dict], report: Report) -> None:
-    """The `fab ssh` / `ssh -i` / MobaXterm lines for every running instance."""
+    """The `fab ssh` / `ssh -i` / MobaXterm lines for every running instance (before the summary line)."""
     key_file = lab_state.load_state().get("key_file")
     running = [instances.summary(i) for i in described if instances.state_of(i) == "running"]
     for info in running:

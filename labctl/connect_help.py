@@ -53,16 +53,17 @@ def connection_info(address: str | None, key_file: str | None) -> dict | None:
 def connection_lines(
     instance_id: str, address: str | None, key_file: str | None, several: bool = False
 ) -> list[str]:
-    """The lines printed after provision and in status (`several`: the lab has more than one instance)."""
+    """The lines printed after provision and in status (`several`: the lab has more than one instance).
+
+    Not indented: a provision report's indented lines are its results.
+    """
     if not address:
         return []
     moba = mobaxterm_settings(address, key_file)
     key = moba["private_key"] or "(your own private key)"
     return [
-        f"connect to {instance_id}:",
-        f"  fab ssh{f' --instance {instance_id}' if several else ''}",
-        f"  {ssh_command(address, key_file)}",
-        f"  MobaXterm: Session > SSH, Remote host {moba['remote_host']}, Specify username "
-        f"{moba['specify_username']}, Port {moba['port']},",
-        f"             Advanced SSH settings > Use private key: {key}",
+        f"connect to {instance_id}: fab ssh{f' --instance {instance_id}' if several else ''}",
+        f"ssh by hand: {ssh_command(address, key_file)}",
+        f"MobaXterm: Session > SSH: Remote host {moba['remote_host']}, Specify username "
+        f"{moba['specify_username']}, Port {moba['port']}; Advanced SSH settings > Use private key: {key}",
     ]

@@ -215,6 +215,8 @@ STATUS_KEYS = {
     "security_group",
     "key_pair",
     "not_ours",
+    "uptime_warn_hours",  # issue 7
+    "warnings",
 }
 INSTANCE_KEYS = {
     "id",
@@ -226,6 +228,11 @@ INSTANCE_KEYS = {
     "private_ip",
     "key_name",
     "key_file",
+    "launch_time",  # issue 7
+    "uptime_hours",
+    "auto_stop_at",
+    "auto_stop_hours",
+    "connect",
 }
 
 
