@@ -19,7 +19,7 @@ from infra.errors import aws_errors
 from infra.results import ABSENT, CREATED, Result
 from infra.tags import is_ours, resource_name
 from lab.provision import ProvisionOptions as HostOptions
-from labctl import after_provision, host_tasks, status_extras, targets
+from labctl import after_provision, classroom, host_tasks, interrupts, status_extras, targets
 from labctl import state as lab_state
 from labctl.errors import LabError
 from labctl.output import Report, header
@@ -154,14 +154,6 @@ def _report_instances(described: list[dict], report: Report) -> None:
         )
 
 
-def _interrupted(report: Report) -> LabError:
-    done = [f"{r.status} {r.resource}" for r in report.results if not r.planned] or ["nothing yet"]
-    return LabError(
-        f"interrupted; so far: {'; '.join(done)}. "
-        "Re-run `fab provision` to converge, or `fab teardown` to remove it"
-    )
-
-
 def _plan_without_sandbox(ref: LabRef, report: Report) -> None:
     report.line("  the sandbox is not running: provision would start it and create everything below")
     name = resource_name(ref.lab)
@@ -179,6 +171,7 @@ def provision_cloud(options: ProvisionOptions, report: Report | None = None) -> 
     report = report or Report()
     ref = resolve_lab(options.target, options.region, options.name)
     report.line(header("plan" if options.dry_run else "provision", ref.target, ref.region, ref.lab))
+    cloud = None
     try:
         cloud = targets.connect(ref.target, ref.region, start_sandbox=not options.dry_run)
         if cloud is None:
@@ -188,7 +181,7 @@ def provision_cloud(options: ProvisionOptions, report: Report | None = None) -> 
             with aws_errors():
                 described = _cloud_steps(ref, cloud, options, report)
     except KeyboardInterrupt:
-        raise _interrupted(report) from None
+        raise interrupts.provision_interrupted(report, cloud and cloud.ec2, ref.lab) from None
     _report_instances(described, report)
     if not options.dry_run:
         after_provision.print_connection_help(described, report)
@@ -279,6 +272,7 @@ def _cloud_status(cloud: targets.Cloud, lab: str) -> dict:
         "security_group": _group_status(cloud, lab),
         "key_pair": key_pair,
         "not_ours": _not_ours(cloud, lab),
+        "class": classroom.class_status(cloud, lab),  # class mode: the labs of class `lab`, else None
     }
 
 
@@ -341,6 +335,7 @@ def status_lines(data: dict) -> list[str]:
         lines.append(f"    rule       {groups.Rule(**rule).describe()}")
     pair = data["key_pair"]
     lines.append(f"  key pair     {pair['name']} file {pair['file']}" if pair else "  key pair     none")
+    lines += classroom.class_status_lines(data.get("class"))
     lines += [f"  not ours     {item['resource']}: {item['reason']}" for item in data["not_ours"]]
     return lines + status_extras.warning_lines(data)
 
@@ -349,7 +344,8 @@ def status_lines(data: dict) -> list[str]:
 
 
 def _teardown_cloud(cloud: targets.Cloud, ref: LabRef, keep_key: bool) -> list[Result]:
-    results = instances.terminate_instances(cloud.ec2, ref.lab)
+    results = classroom.teardown_class(cloud, ref.lab, keep_key)  # class mode: every student's lab
+    results += instances.terminate_instances(cloud.ec2, ref.lab)
     found = groups.find_groups(cloud.ec2, ref.lab)
     results += [groups.delete_group(cloud.ec2, group) for group in found] or [
         Result(ABSENT, "security group", "none of ours")
@@ -391,8 +387,11 @@ def teardown(
     report.line(header("teardown", ref.target, ref.region, ref.lab))
     cloud = targets.connect(ref.target, ref.region, start_sandbox=False)
     if cloud is not None:
-        with aws_errors():
-            report.add(_teardown_cloud(cloud, ref, keep_key))
+        try:
+            with aws_errors():
+                report.add(_teardown_cloud(cloud, ref, keep_key))
+        except KeyboardInterrupt:
+            raise interrupts.teardown_interrupted(cloud.ec2, ref.lab) from None
     _forget(ref, cloud, keep_key)
     _sandbox_after_teardown(ref, cloud, report)
     report.finish(unchanged="none of this lab's resources exist")
