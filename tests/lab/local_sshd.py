@@ -65,9 +65,9 @@ def local_sshd(tmp: Path):
         f"PidFile {tmp}/sshd.pid\nUsePAM no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n"
         "StrictModes no\nSubsystem sftp internal-sftp\n"
     )
-    made_privsep = not PRIVSEP_DIR.exists()
-    if made_privsep:
-        PRIVSEP_DIR.mkdir(mode=0o755)
+    # sshd needs its privilege-separation directory; it is openssh's own runtime dir (on tmpfs), left in
+    # place because other sshd processes of this machine may need it at the same moment.
+    PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
     sshd = shutil.which("sshd") or "/usr/sbin/sshd"
     proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE, text=True)
     try:
@@ -83,6 +83,3 @@ def local_sshd(tmp: Path):
             proc.wait()
         if proc.stderr:
             proc.stderr.close()
-        if made_privsep:
-            with contextlib.suppress(OSError):
-                PRIVSEP_DIR.rmdir()
