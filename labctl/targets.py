@@ -5,6 +5,7 @@ Also builds the host layer's `HostTarget`s from the described instances.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -64,8 +65,22 @@ def connect(target: str, region: str, start_sandbox: bool = True) -> Cloud | Non
     return _connect_aws(region)
 
 
+@functools.lru_cache(maxsize=1)
+def _shared_data_loader():
+    """One botocore data loader per process: every new session would parse the EC2 model again (~0.3 s)."""
+    import botocore.loaders
+
+    return botocore.loaders.create_loader(os.environ.get("AWS_DATA_PATH"))
+
+
+def _reuse_service_models(aws) -> None:
+    """Let this boto3 session's clients use the process-wide loader (clients are still created afresh)."""
+    aws._session.register_component("data_loader", _shared_data_loader())
+
+
 def _connect_aws(region: str) -> Cloud:
     aws = session.aws_session(region)
+    _reuse_service_models(aws)
     if not session.has_credentials(aws):
         raise LabError(
             "no AWS credentials found: set AWS_PROFILE or run `aws configure`, or use --target sandbox"
@@ -85,6 +100,7 @@ def _connect_sandbox(region: str, start: bool) -> Cloud | None:
     if not endpoint:
         return None
     aws = session.aws_session(region, sandbox=True)
+    _reuse_service_models(aws)
     return Cloud("sandbox", region, endpoint, session.client(aws, "ec2", endpoint))
 
 
