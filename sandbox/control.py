@@ -93,7 +93,7 @@ def check_prerequisites() -> None:
 def _control_lock(state_dir: Path):
     directory = sandbox_dir(state_dir)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with open(directory / "control.lock", "w") as lock:
+    with os.fdopen(os.open(directory / "control.lock", os.O_WRONLY | os.O_CREAT, 0o600), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
@@ -125,7 +125,7 @@ def _spawn_daemon(state_dir: Path) -> subprocess.Popen:
     log = sandbox_dir(state_dir) / "daemon.log"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT),
                                                                       os.environ.get("PYTHONPATH")])))
-    with open(log, "ab") as log_file:
+    with os.fdopen(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log_file:
         return subprocess.Popen(
             [sys.executable, "-m", "sandbox.daemon", "--state-dir", str(state_dir)],
             stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, env=env, cwd=str(PROJECT_ROOT),

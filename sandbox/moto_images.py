@@ -76,6 +76,7 @@ def lookalike_image() -> dict:
 def write_amis_file(path: Path, with_lookalike: bool = True) -> Path:
     images = canonical_images() + ([lookalike_image()] if with_lookalike else [])
     path.write_text(json.dumps(images, indent=1))
+    os.chmod(path, 0o600)  # in the 0700 state dir like the rest; the same user's moto reads it
     return path
 
 

@@ -85,7 +85,7 @@ class Reconciler:
 
     def __init__(self, sandbox_dir: Path, rootfs: Path, proxy_port: int, owner: int):
         self.hosts_dir = sandbox_dir / "hosts"
-        self.hosts_dir.mkdir(parents=True, exist_ok=True)
+        self.hosts_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.status_file = sandbox_dir / "hosts.json"
         self.rootfs = rootfs
         self.proxy_port = proxy_port
@@ -199,6 +199,7 @@ class Reconciler:
         text = json.dumps(status, indent=1, sort_keys=True)
         if text != self._last_status:
             tmp = self.status_file.with_suffix(".tmp")
-            tmp.write_text(text)
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+                f.write(text)
             os.replace(tmp, self.status_file)
             self._last_status = text

@@ -1,0 +1,181 @@
+"""Security defaults: SSH ingress from the operator's /32, --open-world warns, no secret in any output or
+log, private files stay private (also under umask 000)."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from infra import security_group as groups
+from labctl import cloud_tasks
+from labctl.output import Report
+from tests.infra.test_fab_command import FAB, REPO, moto_server  # noqa: F401 - fixture
+
+from .conftest import REGION
+
+SECRET = "hardening/Secret+0123456789abcdefghijKLMNOPQR"  # 44 characters, shaped like an AWS secret key
+
+
+def _provision(report: Report, **options) -> None:
+    cloud_tasks.provision(cloud_tasks.ProvisionOptions(target="aws", cloud_only=True, **options), report)
+
+
+def _sources(ec2) -> set[str]:
+    (group,) = [g for g in ec2.describe_security_groups()["SecurityGroups"] if g["GroupName"] != "default"]
+    return {rule.source for rule in groups.group_rules(group)}
+
+
+def test_ssh_ingress_defaults_to_the_operators_address_slash_32_on_aws(ec2, monkeypatch):
+    lookups = []
+
+    def operator_ip() -> str:
+        lookups.append(1)
+        return "198.51.100.77"
+
+    monkeypatch.setattr("infra.operator_ip.operator_public_ip", operator_ip)
+    err = io.StringIO()
+    _provision(Report(io.StringIO(), err))
+    assert _sources(ec2) == {"198.51.100.77/32"}
+    assert len(lookups) == 1
+    assert err.getvalue() == ""
+
+
+def test_open_world_warns_on_stderr_and_opens_every_rule_to_the_world(ec2):
+    out, err = io.StringIO(), io.StringIO()
+    _provision(Report(out, err), open_world=True)
+    assert _sources(ec2) == {"0.0.0.0/0"}
+    assert err.getvalue().splitlines() == [
+        "warning: --open-world: SSH, ICMP and port 12345 are open to the whole internet"
+    ]
+    assert "warning" not in out.getvalue()
+
+
+# --- the real fab command: nothing secret in what it prints or writes, private modes under umask 000 ----
+
+
+def _private_key_lines(key_file: Path) -> list[str]:
+    """The base64 body of a private key file (the part that must never leave the file)."""
+    lines = key_file.read_text().splitlines()
+    body = [line for line in lines if line and not line.startswith("-----")]
+    assert body, f"{key_file} has no key body"
+    return body
+
+
+def _assert_private_modes(state_dir: Path) -> None:
+    """State dir and key dir 0700, state.json and key files 0600, nothing else open to others."""
+    assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE((state_dir / "state.json").stat().st_mode) == 0o600
+    for key_file in (state_dir / "keys").iterdir():
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600, key_file
+    assert stat.S_IMODE((state_dir / "keys").stat().st_mode) == 0o700
+
+
+def _assert_no_secret(texts: dict[str, str], secrets: list[str]) -> None:
+    for where, text in texts.items():
+        assert "PRIVATE KEY" not in text, where
+        for secret in secrets:
+            assert secret not in text, f"a secret appears in {where}"
+
+
+def _fab_env(tmp_path: Path, **extra: str) -> dict:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "LAB_"))}
+    env.update(
+        AWS_ACCESS_KEY_ID="AKIAHARDENINGTEST000",
+        AWS_SECRET_ACCESS_KEY=SECRET,
+        AWS_CONFIG_FILE=str(tmp_path / "no-aws-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-aws-credentials"),
+        AWS_EC2_METADATA_DISABLED="true",
+        LAB_STATE_DIR=str(tmp_path / "state"),
+        **extra,
+    )
+    return env
+
+
+def _run_fab(env: dict, *args: str) -> subprocess.CompletedProcess:
+    """`fab ARGS` under umask 000, so every private mode must be set on purpose."""
+    return subprocess.run(
+        [str(FAB), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=lambda: os.umask(0),
+    )
+
+
+def _lifecycle(
+    env: dict, target: str, state_dir: Path, before_teardown: Callable[[], dict[str, str]] = dict
+) -> tuple[dict[str, str], list[str]]:
+    """provision, plan, status (text and JSON), teardown; returns every output and the key's body.
+
+    `before_teardown` checks what exists only while the lab runs and returns more texts to search.
+    """
+    outputs: dict[str, str] = {}
+    provision = _run_fab(env, "provision", "--target", target, "--cloud-only")
+    assert provision.returncode == 0, provision.stderr
+    _assert_private_modes(state_dir)
+    key_body = _private_key_lines(next((state_dir / "keys").iterdir()))
+    outputs["state.json"] = (state_dir / "state.json").read_text()
+    again = ("provision", "--target", target, "--cloud-only")
+    for args in (again, ("plan",), ("status",), ("status", "--json")):
+        result = _run_fab(env, *args)
+        assert result.returncode == 0, result.stderr
+        outputs[f"fab {' '.join(args)} stdout"] = result.stdout
+        outputs[f"fab {' '.join(args)} stderr"] = result.stderr
+    outputs["fab provision (first) stdout"] = provision.stdout
+    outputs["fab provision (first) stderr"] = provision.stderr
+    _assert_private_modes(state_dir)
+    outputs.update(before_teardown())
+    teardown = _run_fab(env, "teardown")
+    assert teardown.returncode == 0, teardown.stderr
+    outputs["fab teardown stdout"] = teardown.stdout
+    outputs["fab teardown stderr"] = teardown.stderr
+    outputs["state.json after teardown"] = (state_dir / "state.json").read_text()
+    return outputs, key_body
+
+
+@pytest.mark.slow
+def test_fab_against_moto_prints_and_stores_no_secret_with_private_modes(moto_server, tmp_path):  # noqa: F811
+    env = _fab_env(tmp_path, AWS_ENDPOINT_URL=moto_server)
+    outputs, key_body = _lifecycle(env, "aws", tmp_path / "state")
+    _assert_no_secret(outputs, [SECRET, *key_body])
+    assert REGION in outputs["fab status stdout"]
+
+
+def _sandbox_files(state_dir: Path) -> dict[str, str]:
+    """The sandbox daemon's own files are closed to other users; returns its logs to search for secrets."""
+    sandbox_dir = state_dir / "sandbox"
+    assert stat.S_IMODE(sandbox_dir.stat().st_mode) & 0o077 == 0
+    open_to_others = [p.name for p in sandbox_dir.iterdir() if stat.S_IMODE(p.stat().st_mode) & 0o007]
+    assert open_to_others == []
+    logs = {"daemon.log": (sandbox_dir / "daemon.log").read_text(errors="replace")}
+    for console in sandbox_dir.glob("hosts/*/console.log"):
+        logs[str(console.relative_to(sandbox_dir))] = console.read_text(errors="replace")
+    assert len(logs) > 1, "no host console log found"
+    return logs
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_fab_on_the_sandbox_prints_and_logs_no_secret_with_private_modes(tmp_path):
+    from sandbox.rootfs import rootfs_path
+    from sandbox.testhost import stop_sandbox
+
+    if not rootfs_path().exists():
+        pytest.skip("the sandbox root filesystem is not built yet (fab provision --target sandbox builds it)")
+    state_dir = tmp_path / "state"
+    try:
+        outputs, key_body = _lifecycle(
+            _fab_env(tmp_path), "sandbox", state_dir, lambda: _sandbox_files(state_dir)
+        )
+    finally:
+        if state_dir.exists():
+            stop_sandbox(state_dir)
+    _assert_no_secret(outputs, [SECRET, *key_body])
