@@ -72,8 +72,9 @@ def ensure_stop_on_shutdown(ec2, instance_id: str, dry_run: bool = False) -> Res
     if current == SHUTDOWN_BEHAVIOR:
         return Result(OK, resource, SHUTDOWN_BEHAVIOR)
     if not dry_run:
+        # Attribute/Value form: moto reads the other form as a (empty) security group change
         ec2.modify_instance_attribute(
-            InstanceId=instance_id, InstanceInitiatedShutdownBehavior={"Value": SHUTDOWN_BEHAVIOR}
+            InstanceId=instance_id, Attribute="instanceInitiatedShutdownBehavior", Value=SHUTDOWN_BEHAVIOR
         )
     return Result(CHANGED, resource, f"{current} -> {SHUTDOWN_BEHAVIOR}", planned=dry_run)
 

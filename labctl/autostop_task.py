@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from infra import autostop, instances
+from infra import autostop, instances, uptime
 from infra.errors import aws_errors
-from infra.uptime import utcnow
 from lab import autostop as host_autostop
 from lab.provision import ProvisionOptions as HostOptions
 from lab.result import Report as HostReport
@@ -42,7 +41,7 @@ def apply_auto_stop(
 
 
 def _cloud_half(cloud: targets.Cloud, lab: str, hours: float, dry_run: bool, report: Report) -> dict:
-    now = utcnow()
+    now = uptime.utcnow()
     deadlines = {}
     with aws_errors():
         for instance in instances.find_instances(cloud.ec2, lab, ["running"]):
