@@ -15,7 +15,7 @@ from infra.results import Result
 from infra.tags import LAB_KEY, PROJECT_KEY, PROJECT_VALUE, resource_name, tag_dict
 from labctl import state as lab_state
 from labctl import targets
-from labctl.output import Report, header
+from labctl.output import Report
 
 
 def _ours(resource: dict) -> str | None:
@@ -55,11 +55,12 @@ def lab_line(lab: str, found: dict[str, list[str]]) -> str:
     return f"  lab {lab}: {', '.join(parts)} ({listed})"
 
 
-def remove_lab(ec2, lab: str) -> list[Result]:
-    """Instances, then security groups, then the key pair (and its saved file) of one lab."""
+def remove_lab(ec2, lab: str, key_names: list[str]) -> list[Result]:
+    """Instances, then security groups, then the key pairs found (and the files labctl saved) of one lab."""
     results = instances.terminate_instances(ec2, lab)
     results += [groups.delete_group(ec2, group) for group in groups.find_groups(ec2, lab)]
-    results += keys.delete_key_pair(ec2, lab, resource_name(lab), lab_state.key_dir())
+    for key_name in key_names or [resource_name(lab)]:
+        results += keys.delete_key_pair(ec2, lab, key_name, lab_state.key_dir())
     return results
 
 
@@ -76,7 +77,7 @@ def teardown_all_labs(target: str | None = None, region: str | None = None,
 
     report = report or Report()
     ref = resolve_lab(target, region, None)
-    report.line(header("teardown --all-labs", ref.target, ref.region, "every lab of ours"))
+    report.line(f"teardown --all-labs: target {ref.target}, region {ref.region}, every lab of ours")
     cloud = targets.connect(ref.target, ref.region, start_sandbox=False)
     if cloud is None:
         report.finish(unchanged="the sandbox is not running, so it has no labs")
@@ -86,8 +87,8 @@ def teardown_all_labs(target: str | None = None, region: str | None = None,
         report.line(f"found {len(labs)} lab(s) of ours in {ref.region}" + (":" if labs else ""))
         for lab, found in labs.items():
             report.line(lab_line(lab, found))
-        for lab in labs:
-            report.add(remove_lab(cloud.ec2, lab))
+        for lab, found in labs.items():
+            report.add(remove_lab(cloud.ec2, lab, found["key_pairs"]))
     _forget_recorded_lab(labs, ref.target, ref.region)
     if ref.target == "sandbox" and targets.sandbox_control().shutdown_if_idle(lab_state.state_dir()):
         report.line("  sandbox daemon stopped (no instances left)")
