@@ -1,0 +1,109 @@
+"""The host half of --auto-stop on a real sandbox host (root).
+
+The sandbox's Debian hosts have neither systemd nor poweroff, so the bare host must say `not possible` and
+schedule nothing. The two branches that do schedule are exercised with small recording stand-ins (as
+tests/lab/test_systemd_path.py does for systemctl): a `poweroff` that only logs (the timer branch, fired
+for real with a 2 s deadline) and, with /run/systemd/system present, a `shutdown` that logs and creates
+systemd's schedule file.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from lab import autostop
+from lab.connect import open_connection
+from lab.remote import Host
+from lab.result import CHANGED, OK, WOULD_CHANGE, Report
+
+from ..lab.conftest import eventually
+
+pytestmark = [pytest.mark.root]
+
+FAKE_POWEROFF = "#!/bin/sh\necho \"poweroff $*\" >> /var/log/fake-poweroff.log\n"
+FAKE_SHUTDOWN = (
+    "#!/bin/sh\necho \"$*\" >> /var/log/fake-shutdown.log\n"
+    "mkdir -p /run/systemd/shutdown && touch /run/systemd/shutdown/scheduled\n"
+)
+
+
+@pytest.fixture
+def host(sandbox_host):
+    conn = open_connection(sandbox_host.target, ssh_timeout=30)
+    box = Host(conn, "lab-1", Report())
+    try:
+        yield box
+    finally:
+        marker = autostop.read_marker(box)
+        if marker and marker[1] == autostop.TIMER and marker[2].isdigit():
+            box.sudo(f"kill {marker[2]}")
+        box.sudo("rm -rf /run/systemd /usr/local/sbin/poweroff /usr/local/sbin/shutdown "
+                 f"{autostop.MARKER} /var/log/fake-poweroff.log /var/log/fake-shutdown.log", check=True)
+        conn.close()
+
+
+def in_an_hour() -> int:
+    return int(time.time()) + 3600
+
+
+def test_bare_sandbox_host_cannot_stop_itself_and_nothing_is_scheduled(host):
+    result = autostop.auto_stop(host, in_an_hour(), "in an hour")
+    assert result.status == autostop.NOT_POSSIBLE
+    assert "no systemd and no poweroff/halt" in result.detail
+    assert host.read_file(autostop.MARKER) is None
+
+
+def test_timer_branch_schedules_a_detached_sleep_and_a_rerun_keeps_it(host):
+    host.write_file("/usr/local/sbin/poweroff", FAKE_POWEROFF, sudo=True, mode="0755")
+    deadline = in_an_hour()
+    first = autostop.auto_stop(host, deadline, "in an hour")
+    assert first.status == CHANGED and "sleep + poweroff timer" in first.detail
+    when, method, pid = autostop.read_marker(host)
+    assert (when, method) == (deadline, autostop.TIMER)
+    cmdline = host.sudo(f"tr '\\0' ' ' < /proc/{pid}/cmdline", check=True).stdout
+    assert "sleep 3" in cmdline and "poweroff" in cmdline  # sleep 3599 or 3600, then poweroff
+
+    again = autostop.auto_stop(host, deadline, "in an hour")
+    assert again.status == OK and "already scheduled" in again.detail
+    assert autostop.read_marker(host)[2] == pid
+
+    moved = autostop.auto_stop(host, deadline + 600, "later")
+    assert moved.status == CHANGED
+    new_pid = autostop.read_marker(host)[2]
+    assert new_pid != pid and eventually(lambda: not host.sudo(f"kill -0 {pid}").ok, timeout=5)
+
+
+def test_timer_fires_poweroff_at_the_deadline(host):
+    host.write_file("/usr/local/sbin/poweroff", FAKE_POWEROFF, sudo=True, mode="0755")
+    result = autostop.auto_stop(host, int(time.time()) + 2, "in 2 s")
+    assert result.status == CHANGED
+    fired = eventually(lambda: host.read_file("/var/log/fake-poweroff.log"), timeout=20)
+    assert fired == "poweroff \n"
+
+
+def test_systemd_branch_uses_shutdown_h_with_whole_minutes(host):
+    host.sudo("mkdir -p /run/systemd/system", check=True)
+    host.write_file("/usr/local/sbin/shutdown", FAKE_SHUTDOWN, sudo=True, mode="0755")
+    deadline = in_an_hour()
+    result = autostop.auto_stop(host, deadline, "in an hour")
+    assert result.status == CHANGED and "shutdown -h" in result.detail
+    assert host.read_file("/var/log/fake-shutdown.log") == "-h +60 labctl auto-stop\n"
+    assert autostop.read_marker(host) == (deadline, autostop.SYSTEMD, "-")
+    assert autostop.auto_stop(host, deadline, "in an hour").status == OK
+    assert host.read_file("/var/log/fake-shutdown.log").count("\n") == 1  # not rescheduled
+
+
+def test_dry_run_schedules_nothing(host):
+    host.write_file("/usr/local/sbin/poweroff", FAKE_POWEROFF, sudo=True, mode="0755")
+    host.dry_run = True
+    result = autostop.auto_stop(host, in_an_hour(), "in an hour")
+    assert result.status == WOULD_CHANGE and result.detail.startswith("would schedule")
+    assert host.read_file(autostop.MARKER) is None
+
+
+def test_minutes_round_up():
+    assert autostop.minutes_until(1000 + 3600, 1000) == 60
+    assert autostop.minutes_until(1000 + 61, 1000) == 2
+    assert autostop.minutes_until(1000, 1000) == 1
