@@ -80,6 +80,7 @@ class StudentRow:
     verify: str = NOT_RUN
     error: str = ""
     finished_at: str = ""
+    seconds: str = ""  # how long each phase took in the last run
 
 
 @dataclass(frozen=True)
@@ -298,6 +299,12 @@ def _ssh_command(address: str, key_file: Path | None) -> str:
 
 def run_student(run: ClassRun, student: Student, progress: Progress) -> StudentOutcome:
     """The whole pipeline of one student; an expected failure ends only this student."""
+    outcome = _student_pipeline(run, student, progress)
+    outcome.row.seconds = progress.timings(student.id)
+    return outcome
+
+
+def _student_pipeline(run: ClassRun, student: Student, progress: Progress) -> StudentOutcome:
     row = StudentRow(student.id, student_lab(run.ref.lab, student.id))
     outcome = StudentOutcome(row)
     progress.set(student.id, "cloud", RUNNING)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from typing import TextIO
 
 PENDING = ""
@@ -42,6 +43,8 @@ class Progress:
         self.marks = _MARKS if _can_encode(self.out, "".join(_MARKS.values())) else _ASCII_MARKS
         self._lock = threading.Lock()
         self._drawn = False
+        self._started: dict[tuple[str, str], float] = {}
+        self.seconds: dict[str, dict[str, float]] = {student: {} for student in students}
 
     def line(self, student: str) -> str:
         """`s03  cloud ✓  provision …  deploy  verify`."""
@@ -60,10 +63,22 @@ class Progress:
             if self.states[student][phase] == state:
                 return
             self.states[student][phase] = state
+            self._clock(student, phase, state)
             if self.tty:
                 self._redraw()
             else:
                 print(self.line(student), file=self.out, flush=True)
+
+    def _clock(self, student: str, phase: str, state: str) -> None:
+        now = time.monotonic()
+        if state == RUNNING:
+            self._started[(student, phase)] = now
+        elif (student, phase) in self._started:
+            self.seconds[student][phase] = now - self._started.pop((student, phase))
+
+    def timings(self, student: str) -> str:
+        """How long each finished phase took, e.g. `cloud 2.1 s, provision 14.0 s`."""
+        return ", ".join(f"{phase} {secs:.1f} s" for phase, secs in self.seconds[student].items())
 
     def _redraw(self) -> None:
         if self._drawn:
