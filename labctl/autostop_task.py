@@ -26,9 +26,10 @@ def apply_auto_stop(
 ) -> dict[str, str]:
     """Set auto-stop on the lab's running instances; returns {instance id: deadline (ISO UTC)}."""
     hours = autostop.validate_hours(hours)
+    report.line(f"auto-stop after {autostop.hours_text(hours)} h (a deadline set for the same hours stays):")
     cloud = targets.connect(target, region, start_sandbox=False)
     if cloud is None:
-        report.line(f"  auto-stop: would stop each instance {autostop.hours_text(hours)} h after it is set")
+        report.line("  the sandbox is not running: nothing to set yet")
         return {}
     deadlines = _cloud_half(cloud, lab, hours, dry_run, report)
     if not deadlines:

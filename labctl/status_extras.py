@@ -40,8 +40,7 @@ def instance_lines(info: dict, several: bool = False) -> list[str]:
         hours = uptime.format_hours(info["uptime_hours"])
         lines.append(f"    uptime     {hours} (launched {info['launch_time']})")
     if info.get("auto_stop_at"):
-        set_for = f"{info['auto_stop_hours']:g} h after it was set" if info.get("auto_stop_hours") else "set"
-        lines.append(f"    auto-stop  at {info['auto_stop_at']} ({set_for})")
+        lines.append(f"    auto-stop  at {info['auto_stop_at']} ({auto_stop_note(info)})")
     connect = info.get("connect")
     if connect:
         lines += [
@@ -63,3 +62,11 @@ def add_warnings(data: dict, warn_hours: float | None = None) -> dict:
     data["uptime_warn_hours"] = threshold
     data["warnings"] = uptime_warnings(data["instances"], threshold)
     return data
+
+
+def auto_stop_note(info: dict, now: datetime | None = None) -> str:
+    """`2 h after it was set`, or `passed` once the deadline is behind us (a restarted instance)."""
+    deadline = autostop.parse_deadline(info["auto_stop_at"])
+    if deadline is not None and deadline <= (now or uptime.utcnow()):
+        return "passed: re-run fab provision --auto-stop HOURS to set a new one"
+    return f"{info['auto_stop_hours']:g} h after it was set" if info.get("auto_stop_hours") else "set"

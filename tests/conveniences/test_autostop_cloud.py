@@ -114,3 +114,13 @@ def test_bad_hours_are_one_line(bad):
     with pytest.raises(LabError, match="--auto-stop") as failure:
         autostop.validate_hours(bad)
     assert "\n" not in str(failure.value)
+
+
+def test_status_says_when_the_deadline_has_passed(ec2, monkeypatch):
+    provision(auto_stop=1)
+    (info,) = cloud_tasks.status_data()["instances"]
+    assert "1 h after it was set" in "\n".join(cloud_tasks.status_lines(cloud_tasks.status_data()))
+    later = autostop.parse_deadline(info["auto_stop_at"]) + timedelta(minutes=1)
+    monkeypatch.setattr(uptime, "utcnow", lambda: later)
+    text = "\n".join(cloud_tasks.status_lines(cloud_tasks.status_data()))
+    assert f"auto-stop  at {info['auto_stop_at']} (passed: re-run fab provision --auto-stop HOURS" in text
