@@ -50,6 +50,53 @@ def write_private_key(path: Path, material: str) -> None:
     keyfile_perms.restrict_key_file(path)
 
 
+def reserve_key_file(path: Path) -> None:
+    """Create the private key file empty (0600) before EC2 makes the key; refuse an existing file.
+
+    An empty file found later means a run stopped between creating the key pair and saving its key.
+    """
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        raise LabError(
+            f"key file {path} already exists but EC2 has no such key pair: move the file away and re-run"
+        ) from None
+    keyfile_perms.restrict_key_file(path)
+
+
+def fill_key_file(path: Path, material: str) -> None:
+    """Write the private key into the file `reserve_key_file` made."""
+    with open(path, "w") as f:
+        f.write(material if material.endswith("\n") else material + "\n")
+
+
+def _never_saved(key_file: Path | None) -> bool:
+    """True for the empty file an interrupted key creation leaves behind."""
+    return key_file is not None and key_file.exists() and key_file.stat().st_size == 0
+
+
+def _discard_unsaved_key(ec2, pair: dict | None, key_file: Path) -> None:
+    """Nobody holds the private key of a pair whose file stayed empty: delete the pair and the file."""
+    if pair is not None:
+        ec2.delete_key_pair(KeyName=pair["KeyName"])
+    key_file.unlink()
+
+
+def _create_key_pair(ec2, lab: str, key_name: str, key_file: Path, tags: dict[str, str] | None) -> None:
+    """Create the key pair in EC2 and save its private key; the file is reserved first (see above)."""
+    reserve_key_file(key_file)
+    try:
+        created = ec2.create_key_pair(
+            KeyName=key_name,
+            KeyType=DEFAULT_KEY_TYPE,
+            TagSpecifications=tag_specifications("key-pair", lab, tags),
+        )
+    except Exception:
+        key_file.unlink()  # EC2 refused: no key pair, so no reservation either
+        raise
+    fill_key_file(key_file, created["KeyMaterial"])
+
+
 def read_public_key(public_key: Path) -> bytes:
     try:
         material = Path(public_key).expanduser().read_bytes()
@@ -105,6 +152,13 @@ def ensure_key_pair(
     key_file = private_key_for(public_key) if public_key else key_file_path(key_dir, key_name)
     material = read_public_key(public_key) if public_key else None
     pair = describe_key_pair(ec2, key_name)
+    if public_key is None and _never_saved(key_file) and (pair is None or is_ours(pair, lab)):
+        if dry_run:
+            return Result(
+                CREATED, f"key pair {key_name}", "would create (the last was never saved)", True
+            ), key_file
+        _discard_unsaved_key(ec2, pair, key_file)
+        pair = None
     if pair is not None:
         return _existing_key_result(pair, lab, key_file, imported=public_key is not None), key_file
     if key_file is not None and public_key is None and key_file.exists():
@@ -122,12 +176,7 @@ def ensure_key_pair(
             TagSpecifications=tag_specifications("key-pair", lab, tags),
         )
         return Result(CREATED, f"key pair {key_name}", f"imported {public_key}"), key_file
-    created = ec2.create_key_pair(
-        KeyName=key_name,
-        KeyType=DEFAULT_KEY_TYPE,
-        TagSpecifications=tag_specifications("key-pair", lab, tags),
-    )
-    write_private_key(key_file, created["KeyMaterial"])
+    _create_key_pair(ec2, lab, key_name, key_file, tags)
     return Result(
         CREATED, f"key pair {key_name}", f"{DEFAULT_KEY_TYPE}, private key {key_file} (0600)"
     ), key_file

@@ -1,6 +1,7 @@
 """Ctrl-C at every AWS call of provision and teardown (in-process moto): a re-run converges, nothing leaks.
 
-A `before-call` hook raises KeyboardInterrupt before the Nth API call, for N = 1 .. the calls of a clean run.
+A botocore hook raises KeyboardInterrupt at the Nth API call, for N = 1 .. the calls of a clean run: before
+the request is sent, or after its response arrived but before labctl sees it.
 """
 
 from __future__ import annotations
@@ -103,7 +104,8 @@ def fresh_lab(monkeypatch, tmp_path):
     return enter
 
 
-def test_provision_interrupted_at_every_call_reruns_to_the_clean_end_state(monkeypatch, fresh_lab):
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_provision_interrupted_at_every_call_reruns_to_the_clean_end_state(monkeypatch, fresh_lab, when):
     mock = fresh_lab()
     calls = _count_calls(monkeypatch, _provision)
     _assert_converged(_inventory())
@@ -112,7 +114,7 @@ def test_provision_interrupted_at_every_call_reruns_to_the_clean_end_state(monke
     for at in range(1, len(calls) + 1):
         mock = fresh_lab()
         try:
-            with interrupting(monkeypatch, at) as interrupter, pytest.raises(LabError) as failure:
+            with interrupting(monkeypatch, at, when) as interrupter, pytest.raises(LabError) as failure:
                 _provision()
             _assert_names_what_exists(str(failure.value), _inventory(), ("fab provision", "fab teardown"))
             _provision()
@@ -120,13 +122,14 @@ def test_provision_interrupted_at_every_call_reruns_to_the_clean_end_state(monke
             _teardown()
             _assert_empty(_inventory())
         except AssertionError as exc:
-            where = f"interrupted before call {at} ({interrupter.interrupted_call})"
+            where = f"interrupted {when} call {at} ({interrupter.interrupted_call})"
             raise AssertionError(f"{where}: {exc}") from exc
         finally:
             mock.stop()
 
 
-def test_teardown_interrupted_at_every_call_then_teardown_again_leaves_nothing(monkeypatch, fresh_lab):
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_teardown_interrupted_at_every_call_then_teardown_again_leaves_nothing(monkeypatch, fresh_lab, when):
     mock = fresh_lab()
     _provision()
     calls = _count_calls(monkeypatch, _teardown)
@@ -137,13 +140,13 @@ def test_teardown_interrupted_at_every_call_then_teardown_again_leaves_nothing(m
         mock = fresh_lab()
         try:
             _provision()
-            with interrupting(monkeypatch, at) as interrupter, pytest.raises(LabError) as failure:
+            with interrupting(monkeypatch, at, when) as interrupter, pytest.raises(LabError) as failure:
                 _teardown()
             _assert_names_what_exists(str(failure.value), _inventory(), ("fab teardown",))
             _teardown()
             _assert_empty(_inventory())
         except AssertionError as exc:
-            where = f"interrupted before call {at} ({interrupter.interrupted_call})"
+            where = f"interrupted {when} call {at} ({interrupter.interrupted_call})"
             raise AssertionError(f"{where}: {exc}") from exc
         finally:
             mock.stop()
