@@ -295,7 +295,7 @@ def status_data(
     data["endpoint"] = cloud.endpoint_url if cloud else None
     data["sandbox"] = _sandbox_status(ref)
     if cloud is None:
-        data.update(instances=[], security_group=None, key_pair=None, not_ours=[])
+        data.update(instances=[], security_group=None, key_pair=None, not_ours=[], **{"class": None})
         return status_extras.add_warnings(data, warn_hours)
     with aws_errors():
         data.update(_cloud_status(cloud, ref.lab))

@@ -159,6 +159,11 @@ def host_targets(state: dict | None = None, cloud: Cloud | None = None) -> list[
     with aws_errors():
         running = instances.find_instances(cloud.ec2, state["lab"], ["running"])
     if not running:
+        if state.get("mode") == "class":
+            raise LabError(
+                f"lab {state['lab']!r} is a class (one lab per student): re-run `fab provision --count N` or "
+                "`--students FILE` (with --all to redo passed students) to deploy and verify every student"
+            )
         raise LabError(f"lab {state['lab']!r} has no running instance: run `fab provision` first")
     key_file = state.get("key_file")
     if key_file and not Path(key_file).exists():

@@ -199,3 +199,11 @@ def test_teardown_removes_the_whole_class_and_only_ours(ec2):
     again = io.StringIO()
     cloud_tasks.teardown("aws", "ap-northeast-2", CLASS, report=Report(again, io.StringIO()))
     assert "nothing to do" in again.getvalue().splitlines()[-1]
+
+
+def test_single_lab_host_tasks_point_to_class_mode(ec2):
+    from labctl import targets
+
+    provision()
+    with pytest.raises(LabError, match="is a class .*re-run `fab provision --count N`"):
+        targets.host_targets()

@@ -217,6 +217,7 @@ STATUS_KEYS = {
     "not_ours",
     "uptime_warn_hours",  # issue 7
     "warnings",
+    "class",  # issue 6: class mode
 }
 INSTANCE_KEYS = {
     "id",
