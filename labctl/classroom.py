@@ -299,7 +299,14 @@ def _ssh_command(address: str, key_file: Path | None) -> str:
 
 def run_student(run: ClassRun, student: Student, progress: Progress) -> StudentOutcome:
     """The whole pipeline of one student; an expected failure ends only this student."""
-    outcome = _student_pipeline(run, student, progress)
+    try:
+        outcome = _student_pipeline(run, student, progress)
+    except Exception as exc:  # a bug must not hide the other students' results: report it in the row
+        outcome = StudentOutcome(StudentRow(student.id, student_lab(run.ref.lab, student.id)))
+        failed_phase = next((p for p in PHASES if progress.states[student.id][p] == RUNNING), "cloud")
+        message = f"unexpected {type(exc).__name__}: {exc} (please report this)"
+        _fail(outcome.row, progress, failed_phase, message)
+        _finished(outcome)
     outcome.row.seconds = progress.timings(student.id)
     return outcome
 

@@ -207,3 +207,19 @@ def test_single_lab_host_tasks_point_to_class_mode(ec2):
     provision()
     with pytest.raises(LabError, match="is a class .*re-run `fab provision --count N`"):
         targets.host_targets()
+
+
+def test_an_unexpected_error_is_reported_in_its_row_and_the_others_finish(ec2, monkeypatch):
+    real_cloud_part = classroom.cloud_part
+
+    def broken_for_s02(run, student):
+        if student.id == "s02":
+            raise RuntimeError("boom")
+        return real_cloud_part(run, student)
+
+    monkeypatch.setattr(classroom, "cloud_part", broken_for_s02)
+    with pytest.raises(LabError, match=r"1 of 3 students failed \(s02\)"):
+        provision()
+    rows = classroom.load_rows(CLASS)
+    assert rows["s02"].error == "cloud: unexpected RuntimeError: boom (please report this)"
+    assert rows["s01"].cloud == rows["s03"].cloud == "done"
