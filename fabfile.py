@@ -35,7 +35,7 @@ _PROVISION_HELP = {
 _CLASS_HELP = {
     "students": "class mode: one lab per student of this CSV (header id[,public_key][,cidr]); --name = class",
     "count": "class mode: one lab per student s01..sNN",
-    "parallel": "class mode: students set up at once (default 8)",
+    "parallel": "class mode: students set up at once (default 10)",
     "shared-sg": "class mode: one security group for the class (union of the CIDRs) instead of one each",
     "all": "class mode: also redo students whose last verify passed",
 }

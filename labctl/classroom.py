@@ -47,7 +47,7 @@ from labctl.progress import DONE, FAILED, RUNNING, SKIPPED, Progress
 from labctl.roster import Student
 
 PHASES = ("cloud", "provision", "deploy", "verify")
-DEFAULT_PARALLEL = 8
+DEFAULT_PARALLEL = 10  # a lab group at once; on AWS the work runs on the instances, here a thread each
 PASS = "pass"
 FAIL = "fail"
 NOT_RUN = "not run"
