@@ -30,7 +30,7 @@ _PROVISION_HELP = {
     "dry-run": "show what would be done and change nothing",
     "mirror": "apt mirror host to switch to (default mirror.kakao.com)",
     "trust-new-host": "-H hosts only: trust an unknown host key on first use, remember it in the state dir",
-    "auto-stop": "the instance stops itself after HOURS (shutdown behaviour stop + shutdown on the host)",
+    "auto-stop": "HOURS until the instance stops itself (stop on shutdown + host shutdown); off cancels",
 }
 _CLASS_HELP = {
     "students": "class mode: one lab per student of this CSV (header id[,public_key][,cidr]); --name = class",

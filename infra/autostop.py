@@ -20,12 +20,17 @@ SHUTDOWN_BEHAVIOR = "stop"
 MAX_HOURS = 24 * 14
 
 
+OFF = 0.0  # `--auto-stop off` (or 0): cancel
+
+
 def validate_hours(hours: float | str) -> float:
-    """--auto-stop as hours between 1 minute and two weeks."""
+    """--auto-stop as hours between 1 minute and two weeks, or OFF for `off`/`0`."""
+    if str(hours).strip().lower() in ("off", "0", "0.0"):
+        return OFF
     try:
         value = float(hours)
     except (TypeError, ValueError):
-        raise LabError(f"--auto-stop {hours!r} is not a number of hours (e.g. 3 or 0.5)") from None
+        raise LabError(f"--auto-stop {hours!r} is not a number of hours (e.g. 3 or 0.5, or off)") from None
     if not 1 / 60 <= value <= MAX_HOURS:
         raise LabError(f"--auto-stop must be between 1/60 and {MAX_HOURS} hours (got {hours})")
     return value
@@ -107,3 +112,15 @@ def ensure_auto_stop(
     behaviour = ensure_stop_on_shutdown(ec2, instance["InstanceId"], dry_run)
     tagged, deadline = ensure_deadline_tags(ec2, instance, hours, now, dry_run)
     return [behaviour, tagged], deadline
+
+
+def remove_deadline_tags(ec2, instance: dict, dry_run: bool = False) -> Result:
+    """`--auto-stop off`: drop the deadline tags (the shutdown behaviour stays `stop`, EC2's default)."""
+    resource = f"instance {instance['InstanceId']} auto-stop"
+    if recorded_auto_stop(instance) == (None, None):
+        return Result(OK, resource, "off")
+    if not dry_run:
+        ec2.delete_tags(
+            Resources=[instance["InstanceId"]], Tags=[{"Key": AUTO_STOP_AT_KEY}, {"Key": AUTO_STOP_HOURS_KEY}]
+        )
+    return Result(CHANGED, resource, "cancelled", planned=dry_run)

@@ -5,7 +5,7 @@ With systemd (every Ubuntu EC2 image) this is `shutdown -h +MIN`. Without system
 with neither (the sandbox's Debian hosts: no systemd, no poweroff) cannot stop itself: that is reported as
 `not possible` and nothing is scheduled. The marker `/run/labctl-auto-stop` ("DEADLINE METHOD PID") says
 what was scheduled; /run is emptied by a reboot, exactly like a pending shutdown, so a re-run after a
-reboot schedules again.
+reboot schedules again. `cancel_auto_stop` (for `--auto-stop off`) undoes what the marker names.
 """
 
 from __future__ import annotations
@@ -95,3 +95,19 @@ def auto_stop(host: Host, deadline: int, when: str) -> Result:
     pid = schedule(host, method, deadline)
     host.sudo(f"echo {deadline} {method} {pid} > {MARKER}", check=True)
     return host.record(STEP, outcome(True, False), f"{how} scheduled for {when}")
+
+
+def cancel_auto_stop(host: Host) -> Result:
+    """`--auto-stop off`: cancel what labctl scheduled (shutdown -c, or kill the timer); idempotent."""
+    marker = read_marker(host)
+    if marker is None:
+        return host.record(STEP, outcome(False, host.dry_run), "nothing scheduled")
+    _deadline, method, pid = marker
+    if host.dry_run:
+        return host.record(STEP, outcome(True, True), "would cancel the scheduled shutdown")
+    if method == SYSTEMD:
+        host.sudo("shutdown -c", check=True)
+    elif pid.isdigit():
+        host.sudo(f"kill {pid}")
+    host.sudo(f"rm -f {MARKER}", check=True)
+    return host.record(STEP, outcome(True, False), "scheduled shutdown cancelled")

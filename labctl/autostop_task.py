@@ -1,8 +1,9 @@
-"""`fab provision --auto-stop HOURS`: the cloud half (shutdown behaviour, deadline tags) and the host half."""
+"""`fab provision --auto-stop HOURS|off`: the cloud half (shutdown behaviour, tags) and the host half."""
 
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 
 from infra import autostop, instances, uptime
 from infra.errors import aws_errors
@@ -17,16 +18,19 @@ def apply_auto_stop(
     target: str,
     region: str,
     lab: str,
-    hours: float,
+    hours: float | str,
     report: Report,
     *,
     dry_run: bool = False,
     cloud_only: bool = False,
     host_options: HostOptions | None = None,
-) -> dict[str, str]:
-    """Set auto-stop on the lab's running instances; returns {instance id: deadline (ISO UTC)}."""
+) -> dict[str, str | None]:
+    """Set (or with `off` cancel) auto-stop on the lab's running instances.
+
+    Returns {instance id: deadline as ISO UTC, or None when cancelled}.
+    """
     hours = autostop.validate_hours(hours)
-    report.line(f"auto-stop after {autostop.hours_text(hours)} h (a deadline set for the same hours stays):")
+    report.line(_heading(hours))
     cloud = targets.connect(target, region, start_sandbox=False)
     if cloud is None:
         report.line("  the sandbox is not running: nothing to set yet")
@@ -35,32 +39,53 @@ def apply_auto_stop(
     if not deadlines:
         return {}
     if cloud_only:
-        report.line("  auto-stop: --cloud-only, so no shutdown was scheduled on the host (only tagged)")
+        report.line("  auto-stop: --cloud-only, so the host was not touched (only the tags)")
     else:
         _host_half(cloud, deadlines, dry_run, host_options)
-    return {iid: autostop.format_deadline(deadline) for iid, deadline in deadlines.items()}
+    return {iid: autostop.format_deadline(d) if d else None for iid, d in deadlines.items()}
 
 
-def _cloud_half(cloud: targets.Cloud, lab: str, hours: float, dry_run: bool, report: Report) -> dict:
+def _heading(hours: float) -> str:
+    if hours == autostop.OFF:
+        return "auto-stop off: cancel the deadline and the scheduled shutdown"
+    return f"auto-stop after {autostop.hours_text(hours)} h (a deadline set for the same hours stays):"
+
+
+def _cloud_half(
+    cloud: targets.Cloud, lab: str, hours: float, dry_run: bool, report: Report
+) -> dict[str, datetime | None]:
     now = uptime.utcnow()
-    deadlines = {}
+    deadlines: dict[str, datetime | None] = {}
     with aws_errors():
         for instance in instances.find_instances(cloud.ec2, lab, ["running"]):
+            if hours == autostop.OFF:
+                report.add([autostop.remove_deadline_tags(cloud.ec2, instance, dry_run)])
+                deadlines[instance["InstanceId"]] = None
+                continue
             results, deadline = autostop.ensure_auto_stop(cloud.ec2, instance, hours, now, dry_run)
             report.add(results)
             deadlines[instance["InstanceId"]] = deadline
     return deadlines
 
 
+def _host_job(deadlines: dict[str, datetime | None]):
+    def job(host) -> None:
+        deadline = deadlines[host.name]
+        if deadline is None:
+            host_autostop.cancel_auto_stop(host)
+        else:
+            host_autostop.auto_stop(host, int(deadline.timestamp()), autostop.format_deadline(deadline))
+
+    return job
+
+
 def _host_half(
-    cloud: targets.Cloud, deadlines: dict, dry_run: bool, host_options: HostOptions | None
+    cloud: targets.Cloud,
+    deadlines: dict[str, datetime | None],
+    dry_run: bool,
+    host_options: HostOptions | None,
 ) -> None:
     hosts = [h for h in targets.host_targets(cloud=cloud) if h.instance_id in deadlines]
     report = HostReport(live=sys.stdout)
-
-    def job(host) -> None:
-        deadline = deadlines[host.name]
-        host_autostop.auto_stop(host, int(deadline.timestamp()), autostop.format_deadline(deadline))
-
-    host_tasks.run_on_hosts(hosts, job, report, dry_run=dry_run, options=host_options)
+    host_tasks.run_on_hosts(hosts, _host_job(deadlines), report, dry_run=dry_run, options=host_options)
     host_tasks.fail_if_errors(report, "auto-stop")

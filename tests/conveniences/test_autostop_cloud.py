@@ -60,7 +60,7 @@ def test_auto_stop_sets_behaviour_and_tags_and_says_the_host_was_not_touched(ec2
     text = "\n".join(lines)
     assert f"changed      instance {iid} shutdown behaviour: terminate -> stop" in text
     assert f"changed      instance {iid} auto-stop: at {tags[autostop.AUTO_STOP_AT_KEY]} (2.5 h)" in text
-    assert "--cloud-only, so no shutdown was scheduled on the host" in text
+    assert "--cloud-only, so the host was not touched (only the tags)" in text
     groups = instances.describe_by_ids(ec2, [iid])[0]["SecurityGroups"]
     assert [g["GroupName"] for g in groups] == ["labctl-netlab"]
 
@@ -109,7 +109,7 @@ def test_dry_run_changes_nothing(ec2):
     assert any("would change" in line and "auto-stop" in line for line in lines)
 
 
-@pytest.mark.parametrize("bad", ["later", "0", "-2", "10000"])
+@pytest.mark.parametrize("bad", ["later", "0.001", "-2", "10000"])
 def test_bad_hours_are_one_line(bad):
     with pytest.raises(LabError, match="--auto-stop") as failure:
         autostop.validate_hours(bad)
@@ -124,3 +124,17 @@ def test_status_says_when_the_deadline_has_passed(ec2, monkeypatch):
     monkeypatch.setattr(uptime, "utcnow", lambda: later)
     text = "\n".join(cloud_tasks.status_lines(cloud_tasks.status_data()))
     assert f"auto-stop  at {info['auto_stop_at']} (passed: re-run fab provision --auto-stop HOURS" in text
+
+
+def test_off_removes_the_deadline_tags_and_a_second_off_changes_nothing(ec2):
+    (instance,), _ = provision(auto_stop=2)
+    _, lines = provision(auto_stop="off")
+    assert autostop.AUTO_STOP_AT_KEY not in tags_of(ec2, instance["InstanceId"])
+    assert f"  changed      instance {instance['InstanceId']} auto-stop: cancelled" in lines
+    _, again = provision(auto_stop="off")
+    assert f"  ok           instance {instance['InstanceId']} auto-stop: off" in again
+    assert cloud_tasks.status_data()["instances"][0]["auto_stop_at"] is None
+
+
+def test_off_and_zero_mean_cancel():
+    assert autostop.validate_hours("off") == autostop.validate_hours("0") == autostop.OFF

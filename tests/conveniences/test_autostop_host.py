@@ -107,3 +107,21 @@ def test_minutes_round_up():
     assert autostop.minutes_until(1000 + 3600, 1000) == 60
     assert autostop.minutes_until(1000 + 61, 1000) == 2
     assert autostop.minutes_until(1000, 1000) == 1
+
+
+def test_cancel_kills_the_timer_and_a_second_cancel_changes_nothing(host):
+    host.write_file("/usr/local/sbin/poweroff", FAKE_POWEROFF, sudo=True, mode="0755")
+    autostop.auto_stop(host, in_an_hour(), "in an hour")
+    pid = autostop.read_marker(host)[2]
+    assert autostop.cancel_auto_stop(host).status == CHANGED
+    assert eventually(lambda: not host.sudo(f"kill -0 {pid}").ok, timeout=5)
+    assert host.read_file(autostop.MARKER) is None
+    assert autostop.cancel_auto_stop(host).status == OK
+
+
+def test_cancel_on_systemd_runs_shutdown_c(host):
+    host.sudo("mkdir -p /run/systemd/system", check=True)
+    host.write_file("/usr/local/sbin/shutdown", FAKE_SHUTDOWN, sudo=True, mode="0755")
+    autostop.auto_stop(host, in_an_hour(), "in an hour")
+    assert autostop.cancel_auto_stop(host).status == CHANGED
+    assert host.read_file("/var/log/fake-shutdown.log").splitlines()[-1] == "-c"

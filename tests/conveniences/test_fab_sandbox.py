@@ -174,13 +174,17 @@ def test_bring_your_own_host_with_first_use_trust(lab):
     assert instance["public_ip"] in (lab.state / "known_hosts").read_text()
 
 
-def test_rerun_with_the_same_auto_stop_changes_nothing(lab):
+def test_rerun_with_the_same_auto_stop_changes_nothing_and_off_cancels(lab):
     before = only_instance(lab)["auto_stop_at"]
     again = lab.fab("provision", "--cloud-only", "--auto-stop", "2")
     assert again.returncode == 0, again.stderr
     assert f"auto-stop: at {before} (2 h)" in again.stdout
     assert "changed" not in again.stdout
     assert only_instance(lab)["auto_stop_at"] == before
+    off = lab.fab("provision", "--cloud-only", "--auto-stop", "off")
+    assert off.returncode == 0, off.stderr
+    assert "auto-stop: cancelled" in off.stdout
+    assert only_instance(lab)["auto_stop_at"] is None
 
 
 def test_zz_teardown_all_labs_lists_then_removes_everything(lab):
