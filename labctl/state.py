@@ -22,8 +22,10 @@ def state_dir() -> Path:
 
 
 def key_dir() -> Path:
+    """The private key directory in the state dir, mode 0700 (also when it already existed)."""
     path = state_dir() / "keys"
     path.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(path, 0o700)
     return path
 
 
@@ -40,6 +42,7 @@ def save_state(state: dict[str, Any]) -> None:
     path = state_dir() / STATE_FILE
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a leftover temp file keeps its old mode through O_CREAT
     with os.fdopen(fd, "w") as f:
         json.dump(state, f, indent=2, sort_keys=True)
         f.write("\n")

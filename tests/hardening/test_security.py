@@ -179,3 +179,16 @@ def test_fab_on_the_sandbox_prints_and_logs_no_secret_with_private_modes(tmp_pat
         if state_dir.exists():
             stop_sandbox(state_dir)
     _assert_no_secret(outputs, [SECRET, *key_body])
+
+
+def test_state_files_become_private_even_when_they_existed_open(ec2, tmp_path, monkeypatch):
+    """An old state dir with open modes and a stale temp file from a crash: provision closes them all."""
+    state_dir = tmp_path / "old-state"
+    (state_dir / "keys").mkdir(parents=True)
+    for path in (state_dir, state_dir / "keys"):
+        path.chmod(0o755)
+    (state_dir / "state.tmp").write_text("{}")
+    (state_dir / "state.tmp").chmod(0o644)
+    monkeypatch.setenv("LAB_STATE_DIR", str(state_dir))
+    _provision(Report(io.StringIO(), io.StringIO()), ssh_cidr="198.51.100.0/24")
+    _assert_private_modes(state_dir)
