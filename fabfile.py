@@ -89,6 +89,9 @@ def provision(
     if students or count:  # class mode: one lab per student (labctl.classroom)
         from labctl import classroom
 
+        if auto_stop is not None:
+            raise LabError("--auto-stop is not available in class mode yet: run the class without it")
+
         run = classroom.class_provision(students, count, parallel, shared_sg, all_)
     run(
         _options(

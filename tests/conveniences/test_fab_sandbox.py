@@ -197,3 +197,15 @@ def test_zz_teardown_all_labs_lists_then_removes_everything(lab):
     assert f"deleted      instance {instance['id']}" in done.stdout
     assert "sandbox daemon stopped" in done.stdout
     assert not Path(instance["key_file"]).exists()
+
+
+def test_class_mode_refuses_auto_stop_in_one_line_before_doing_anything(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in DROP}
+    env["LAB_STATE_DIR"] = str(tmp_path / "state")
+    done = subprocess.run([str(FAB), "provision", "--target", "sandbox", "--count", "2", "--auto-stop", "1"],
+                          cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "error: --auto-stop is not available in class mode yet: run the class without it"
+    ]
+    assert not (tmp_path / "state" / "sandbox").exists()  # no sandbox was started
