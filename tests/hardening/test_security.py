@@ -111,20 +111,27 @@ def _run_fab(env: dict, *args: str) -> subprocess.CompletedProcess:
 
 
 def _lifecycle(
-    env: dict, target: str, state_dir: Path, before_teardown: Callable[[], dict[str, str]] = dict
+    env: dict,
+    target: str,
+    state_dir: Path,
+    before_teardown: Callable[[], dict[str, str]] = dict,
+    host_steps: bool = False,
 ) -> tuple[dict[str, str], list[str]]:
     """provision, plan, status (text and JSON), teardown; returns every output and the key's body.
 
+    `host_steps`: provision also sets the host up, then deploy-echo and verify run too.
     `before_teardown` checks what exists only while the lab runs and returns more texts to search.
     """
     outputs: dict[str, str] = {}
-    provision = _run_fab(env, "provision", "--target", target, "--cloud-only")
+    cloud_only = () if host_steps else ("--cloud-only",)
+    provision = _run_fab(env, "provision", "--target", target, *cloud_only)
     assert provision.returncode == 0, provision.stderr
     _assert_private_modes(state_dir)
     key_body = _private_key_lines(next((state_dir / "keys").iterdir()))
     outputs["state.json"] = (state_dir / "state.json").read_text()
-    again = ("provision", "--target", target, "--cloud-only")
-    for args in (again, ("plan",), ("status",), ("status", "--json")):
+    again = ("provision", "--target", target, *cloud_only)
+    on_the_host = (("deploy-echo",), ("verify",)) if host_steps else ()
+    for args in (again, ("plan",), ("status",), ("status", "--json"), *on_the_host):
         result = _run_fab(env, *args)
         assert result.returncode == 0, result.stderr
         outputs[f"fab {' '.join(args)} stdout"] = result.stdout
@@ -165,6 +172,7 @@ def _sandbox_files(state_dir: Path) -> dict[str, str]:
 @pytest.mark.root
 @pytest.mark.slow
 def test_fab_on_the_sandbox_prints_and_logs_no_secret_with_private_modes(tmp_path):
+    """The whole main job (host setup, deploy-echo, verify included) on the sandbox."""
     from sandbox.rootfs import rootfs_path
     from sandbox.testhost import stop_sandbox
 
@@ -173,7 +181,7 @@ def test_fab_on_the_sandbox_prints_and_logs_no_secret_with_private_modes(tmp_pat
     state_dir = tmp_path / "state"
     try:
         outputs, key_body = _lifecycle(
-            _fab_env(tmp_path), "sandbox", state_dir, lambda: _sandbox_files(state_dir)
+            _fab_env(tmp_path), "sandbox", state_dir, lambda: _sandbox_files(state_dir), host_steps=True
         )
     finally:
         if state_dir.exists():
