@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from infra import instances, keys
 from infra import security_group as groups
 from infra.tags import is_ours, resource_name
@@ -25,14 +27,32 @@ def existing_resources(ec2, lab: str) -> list[str]:
     return found
 
 
+LOOKUP_TIMEOUT = 10.0
+
+
+def _look_up(ec2, lab: str) -> list[str] | str:
+    """existing_resources() within LOOKUP_TIMEOUT seconds, or why not (the API may be what hung)."""
+    outcome: list = []
+
+    def look() -> None:
+        try:
+            outcome.append(existing_resources(ec2, lab))
+        except Exception as exc:  # noqa: BLE001 - any failure here must not mask the interrupt itself
+            outcome.append(type(exc).__name__)
+
+    worker = threading.Thread(target=look, daemon=True)
+    worker.start()
+    worker.join(LOOKUP_TIMEOUT)
+    return outcome[0] if outcome else f"no answer in {LOOKUP_TIMEOUT:g} s"
+
+
 def _what_exists(ec2, lab: str) -> str:
     """'exists now: ...' from a fresh look-up; a failed look-up says so instead of hiding the interrupt."""
     if ec2 is None:
         return "nothing was created yet"
-    try:
-        found = existing_resources(ec2, lab)
-    except Exception as exc:  # noqa: BLE001 - any failure here must not mask the interrupt itself
-        return f"could not list what exists ({type(exc).__name__}): run `fab status`"
+    found = _look_up(ec2, lab)
+    if isinstance(found, str):
+        return f"could not list what exists ({found}): run `fab status`"
     return f"exists now: {', '.join(found)}" if found else "nothing of this lab exists"
 
 

@@ -61,3 +61,22 @@ def test_key_pair_created_but_never_saved_is_planned_then_replaced(ec2, monkeypa
     replaced = _key_pair_ids(ec2)
     assert len(replaced) == 1 and replaced != unsaved
     assert key_file.read_text().startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+
+
+def test_when_the_api_hangs_the_look_up_gives_up_and_says_so(monkeypatch):
+    """Ctrl-C often means the API hangs: listing what exists must not hang the interrupted task again."""
+    import socket
+
+    from botocore.config import Config
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts connections, never answers
+    endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=endpoint, config=Config(read_timeout=120))
+    monkeypatch.setattr(interrupts, "LOOKUP_TIMEOUT", 0.5)
+    try:
+        error = interrupts.teardown_interrupted(ec2, "netlab")
+    finally:
+        silent.close()
+    assert str(error).startswith("teardown interrupted; could not list what exists (no answer in 0.5 s)")
