@@ -125,7 +125,7 @@ def _lifecycle(
     outputs: dict[str, str] = {}
     cloud_only = () if host_steps else ("--cloud-only",)
     provision = _run_fab(env, "provision", "--target", target, *cloud_only)
-    assert provision.returncode == 0, provision.stderr
+    assert provision.returncode == 0, provision.stdout + provision.stderr
     _assert_private_modes(state_dir)
     key_body = _private_key_lines(next((state_dir / "keys").iterdir()))
     outputs["state.json"] = (state_dir / "state.json").read_text()
@@ -133,7 +133,7 @@ def _lifecycle(
     on_the_host = (("deploy-echo",), ("verify",)) if host_steps else ()
     for args in (again, ("plan",), ("status",), ("status", "--json"), *on_the_host):
         result = _run_fab(env, *args)
-        assert result.returncode == 0, result.stderr
+        assert result.returncode == 0, f"fab {args}: {result.stdout}{result.stderr}"
         outputs[f"fab {' '.join(args)} stdout"] = result.stdout
         outputs[f"fab {' '.join(args)} stderr"] = result.stderr
     outputs["fab provision (first) stdout"] = provision.stdout
