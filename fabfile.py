@@ -6,6 +6,7 @@ Run `fab --list` for the tasks and `fab --help provision` for a task's options.
 from __future__ import annotations
 
 import json as jsonlib
+from dataclasses import fields
 
 from fabric import Connection, task
 
@@ -41,8 +42,10 @@ _CLASS_HELP = {
 }
 
 
-def _options(**kwargs) -> cloud_tasks.ProvisionOptions:
-    given = {key: value for key, value in kwargs.items() if value is not None}
+def _options(task_arguments: dict) -> cloud_tasks.ProvisionOptions:
+    """The cloud options among a task's arguments (None means not given: recorded state or default)."""
+    names = {field.name for field in fields(cloud_tasks.ProvisionOptions)}
+    given = {key: value for key, value in task_arguments.items() if key in names and value is not None}
     return cloud_tasks.ProvisionOptions(**given)
 
 
@@ -93,23 +96,7 @@ def provision(
             raise LabError("--auto-stop is not available in class mode yet: run the class without it")
 
         run = classroom.class_provision(students, count, parallel, shared_sg, all_)
-    run(
-        _options(
-            target=target,
-            region=region,
-            name=name,
-            instance_type=instance_type,
-            release=release,
-            ami=ami,
-            public_key=public_key,
-            ssh_cidr=ssh_cidr,
-            open_world=open_world,
-            cloud_only=cloud_only,
-            dry_run=dry_run,
-            auto_stop=auto_stop,
-        ),
-        host_options=host_options,
-    )
+    run(_options(locals()), host_options=host_options)
 
 
 _CLOUD_ONLY = ("cloud-only", "dry-run", "mirror", "trust-new-host", "auto-stop")
@@ -130,19 +117,7 @@ def plan(
     open_world=False,
 ):
     """Show what provision would create, change or start, without changing anything."""
-    cloud_tasks.plan(
-        _options(
-            target=target,
-            region=region,
-            name=name,
-            instance_type=instance_type,
-            release=release,
-            ami=ami,
-            public_key=public_key,
-            ssh_cidr=ssh_cidr,
-            open_world=open_world,
-        )
-    )
+    cloud_tasks.plan(_options(locals()))
 
 
 @task(
