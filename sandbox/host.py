@@ -19,6 +19,7 @@ from pathlib import Path
 
 from labctl.errors import LabError
 from labctl.netsafety import SANDBOX_GATEWAY
+from sandbox import selfshutdown
 from sandbox.network import pid_alive
 from sandbox.rootfs import INIT_PATH
 
@@ -133,7 +134,8 @@ def _generate_host_key(upper: Path, lower: Path, hostname: str) -> None:
 
 
 def seed_host(host_dir: Path, rootfs: Path, spec: HostSpec) -> None:
-    """Prepare the writable layer: first boot gets identity, key and names; every boot gets the proxy port."""
+    """Prepare the writable layer: first boot gets identity, key and names; every boot gets the proxy port
+    and the poweroff/halt/shutdown commands (a stale shutdown request is dropped)."""
     upper = host_dir / "upper"
     for sub in ("upper", "work", "merged"):
         (host_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -151,6 +153,9 @@ def seed_host(host_dir: Path, rootfs: Path, spec: HostSpec) -> None:
         (host_dir / SEEDED_MARK).write_text(spec.instance_id + "\n")
     _seed_file(upper, rootfs, "etc/apt/apt.conf.d/01labctl-proxy",
                f'Acquire::http::Proxy "http://{SANDBOX_GATEWAY}:{spec.proxy_port}";\n')
+    for relpath, script in selfshutdown.COMMANDS.items():
+        _seed_file(upper, rootfs, relpath, script, 0o755)
+    selfshutdown.request_path(host_dir).unlink(missing_ok=True)
 
 
 def start_host(host_dir: Path, rootfs: Path, spec: HostSpec, netns: str, owner: int) -> subprocess.Popen:

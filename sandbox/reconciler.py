@@ -1,5 +1,6 @@
 """Make the hosts match the EC2 API: pending/running → up, stopping/stopped → down (upper dir kept),
-terminated or gone → destroyed; a host's firewall follows its security groups' ingress rules."""
+terminated or gone → destroyed; a host's firewall follows its security groups' ingress rules. A host that
+ran `poweroff` moves its instance to stopped (or terminated), as an instance-initiated shutdown on EC2."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sandbox import firewall, host, network
+from sandbox import firewall, host, network, selfshutdown
 
 log = logging.getLogger("sandbox.reconciler")
 
@@ -132,6 +133,8 @@ class Reconciler:
         if live is not None and live.process is not None and live.process.poll() is None:
             self._sync_firewall(live, view)
             return
+        if live is not None and live.process is not None and self._shut_itself_down(view.instance_id):
+            return
         if live is not None and live.process is not None:
             log.warning("host %s died (exit %s); restarting it", view.instance_id, live.process.returncode)
             self._ensure_down(view.instance_id)
@@ -148,6 +151,15 @@ class Reconciler:
         live.state = "up"
         log.info("host %s up at %s (netns %s, pid %s)", view.instance_id, view.address, netns,
                  live.process.pid)
+
+    def _shut_itself_down(self, instance_id: str) -> bool:
+        """A host whose init exited after `poweroff`: down, and the instance stopped/terminated as on EC2."""
+        if not selfshutdown.take_request(self.host_dir(instance_id)):
+            return False
+        self._ensure_down(instance_id)
+        state = selfshutdown.apply_in_moto(instance_id)
+        log.info("host %s shut itself down; instance now %s", instance_id, state or "unchanged")
+        return True
 
     def _sync_firewall(self, live: LiveHost, view: InstanceView) -> None:
         ruleset = firewall.render_ruleset(json.loads(r) for r in view.rules)

@@ -1,10 +1,11 @@
 """The host half of --auto-stop on a real sandbox host (root).
 
-The sandbox's Debian hosts have neither systemd nor poweroff, so the bare host must say `not possible` and
-schedule nothing. The two branches that do schedule are exercised with small recording stand-ins (as
-tests/lab/test_systemd_path.py does for systemctl): a `poweroff` that only logs (the timer branch, fired
-for real with a 2 s deadline) and, with /run/systemd/system present, a `shutdown` that logs and creates
-systemd's schedule file.
+The sandbox's Debian hosts have no systemd but a `poweroff` (see sandbox/selfshutdown.py), so the bare host
+takes the timer branch; with poweroff and halt moved away it must say `not possible` and schedule nothing.
+The branches are exercised here with small recording stand-ins (as tests/lab/test_systemd_path.py does for
+systemctl): a `poweroff` that only logs (the timer branch, fired for real with a 2 s deadline) and, with
+/run/systemd/system present, a `shutdown` that logs and creates systemd's schedule file. The real stop is
+in test_autostop_sandbox.py.
 """
 
 from __future__ import annotations
@@ -48,8 +49,20 @@ def in_an_hour() -> int:
     return int(time.time()) + 3600
 
 
-def test_bare_sandbox_host_cannot_stop_itself_and_nothing_is_scheduled(host):
+def test_bare_sandbox_host_schedules_its_own_poweroff_timer(host):
     result = autostop.auto_stop(host, in_an_hour(), "in an hour")
+    assert result.status == CHANGED and "sleep + poweroff timer" in result.detail
+    assert autostop.read_marker(host)[1] == autostop.TIMER
+
+
+def test_host_without_poweroff_or_halt_cannot_stop_itself_and_nothing_is_scheduled(host):
+    host.sudo("mv /usr/sbin/poweroff /usr/sbin/poweroff.away && mv /usr/sbin/halt /usr/sbin/halt.away",
+              check=True)
+    try:
+        result = autostop.auto_stop(host, in_an_hour(), "in an hour")
+    finally:
+        host.sudo("mv /usr/sbin/poweroff.away /usr/sbin/poweroff; mv /usr/sbin/halt.away /usr/sbin/halt",
+                  check=True)
     assert result.status == autostop.NOT_POSSIBLE
     assert "no systemd and no poweroff/halt" in result.detail
     assert host.read_file(autostop.MARKER) is None
