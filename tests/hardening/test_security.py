@@ -15,7 +15,7 @@ import pytest
 from infra import security_group as groups
 from labctl import cloud_tasks
 from labctl.output import Report
-from tests.infra.test_fab_command import FAB, REPO, moto_server  # noqa: F401 - fixture
+from tests.infra.test_fab_command import FAB, REPO, isolated_fab_env, moto_server  # noqa: F401 - fixture
 
 from .conftest import REGION
 
@@ -84,17 +84,8 @@ def _assert_no_secret(texts: dict[str, str], secrets: list[str]) -> None:
 
 
 def _fab_env(tmp_path: Path, **extra: str) -> dict:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "LAB_"))}
-    env.update(
-        AWS_ACCESS_KEY_ID="AKIAHARDENINGTEST000",
-        AWS_SECRET_ACCESS_KEY=SECRET,
-        AWS_CONFIG_FILE=str(tmp_path / "no-aws-config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-aws-credentials"),
-        AWS_EC2_METADATA_DISABLED="true",
-        LAB_STATE_DIR=str(tmp_path / "state"),
-        **extra,
-    )
-    return env
+    secrets = {"AWS_ACCESS_KEY_ID": "AKIAHARDENINGTEST000", "AWS_SECRET_ACCESS_KEY": SECRET}
+    return isolated_fab_env(tmp_path, **secrets, **extra)
 
 
 def _run_fab(env: dict, *args: str) -> subprocess.CompletedProcess:

@@ -4,7 +4,6 @@ what exists and how to clean it; the next run finishes the job."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.infra.test_fab_command import FAB, REPO, _wait_for_port
+from tests.infra.test_fab_command import FAB, REPO, _wait_for_port, isolated_fab_env
 
 pytestmark = pytest.mark.slow
 
@@ -86,17 +85,7 @@ def held_moto(tmp_path, free_port, request):
 
 
 def _env(endpoint: str, tmp_path: Path) -> dict:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "LAB_"))}
-    env.update(
-        AWS_ENDPOINT_URL=endpoint,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_CONFIG_FILE=str(tmp_path / "no-aws-config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-aws-credentials"),
-        AWS_EC2_METADATA_DISABLED="true",
-        LAB_STATE_DIR=str(tmp_path / "state"),
-    )
-    return env
+    return isolated_fab_env(tmp_path, AWS_ENDPOINT_URL=endpoint)
 
 
 def _fab(env: dict, *args: str) -> subprocess.CompletedProcess:

@@ -45,6 +45,22 @@ def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) 
     raise RuntimeError("moto server did not start")
 
 
+def isolated_fab_env(tmp_path: Path, **extra: str) -> dict:
+    """The environment for a `fab` subprocess: fake credentials, no AWS config or instance metadata,
+    a private state dir; `extra` adds or overrides variables (e.g. AWS_ENDPOINT_URL)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "LAB_"))}
+    env.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_CONFIG_FILE=str(tmp_path / "no-aws-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-aws-credentials"),
+        AWS_EC2_METADATA_DISABLED="true",
+        LAB_STATE_DIR=str(tmp_path / "state"),
+    )
+    env.update(extra)
+    return env
+
+
 @pytest.fixture
 def moto_server(tmp_path, free_port):
     """A moto server with the Canonical catalogue, stopped (by its PID) after the test."""
@@ -70,16 +86,7 @@ def moto_server(tmp_path, free_port):
 @pytest.fixture
 def fab(moto_server, tmp_path):
     """Run `fab ARGS` from the repo root against the moto server; returns the CompletedProcess."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "LAB_"))}
-    env.update(
-        AWS_ENDPOINT_URL=moto_server,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_CONFIG_FILE=str(tmp_path / "no-aws-config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-aws-credentials"),
-        AWS_EC2_METADATA_DISABLED="true",
-        LAB_STATE_DIR=str(tmp_path / "state"),
-    )
+    env = isolated_fab_env(tmp_path, AWS_ENDPOINT_URL=moto_server)
 
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
