@@ -90,6 +90,29 @@ def dry_run_note(dry_run: bool) -> str:
     return " (dry run: nothing is changed)" if dry_run else ""
 
 
+def run_task(
+    task: str,
+    title: str,
+    hosts: list[HostTarget],
+    job: HostJob,
+    *,
+    dry_run: bool,
+    as_json: bool,
+    out: TextIO | None,
+    options: ProvisionOptions | None,
+    config: Config | None,
+) -> Report:
+    """A changing task on every host: title line, live step lines (or JSON), summary; LabError on failure."""
+    out = out or sys.stdout
+    report = Report(live=None if as_json else out)
+    if not as_json:
+        print(f"{title}: {names(hosts)}{dry_run_note(dry_run)}", file=out, flush=True)
+    run_on_hosts(hosts, job, report, dry_run=dry_run, options=options, config=config)
+    finish(report, as_json, out)
+    fail_if_errors(report, task)
+    return report
+
+
 def provision_hosts(
     hosts: list[HostTarget],
     options: ProvisionOptions | None = None,
@@ -102,15 +125,8 @@ def provision_hosts(
     """Provision steps 1-7 on every host; prints one line per step (or JSON); LabError if a host failed."""
     require_hosts(hosts, "provision")
     options = (options or ProvisionOptions()).check()
-    out = out or sys.stdout
-    report = Report(live=None if as_json else out)
-    if not as_json:
-        print(f"provision: {names(hosts)}{dry_run_note(dry_run)}", file=out, flush=True)
-    run_on_hosts(hosts, lambda h: provision(h, options), report, dry_run=dry_run, options=options,
-                 config=config)
-    finish(report, as_json, out)
-    fail_if_errors(report, "provision")
-    return report
+    return run_task("provision", "provision", hosts, lambda h: provision(h, options), dry_run=dry_run,
+                    as_json=as_json, out=out, options=options, config=config)
 
 
 def deploy_echo(
@@ -128,16 +144,9 @@ def deploy_echo(
     require_hosts(hosts, "deploy-echo")
     choice = deploy.ServerChoice(server, concurrent)
     choice.program(deploy.local_sources())  # a bad --server/--concurrent fails before any connection
-    out = out or sys.stdout
-    report = Report(live=None if as_json else out)
-    if not as_json:
-        mode = f"{server}{' --concurrent' if concurrent else ''}"
-        print(f"deploy-echo ({mode}): {names(hosts)}{dry_run_note(dry_run)}", file=out, flush=True)
-    run_on_hosts(hosts, lambda h: deploy.deploy_echo(h, choice), report, dry_run=dry_run, options=options,
-                 config=config)
-    finish(report, as_json, out)
-    fail_if_errors(report, "deploy-echo")
-    return report
+    title = f"deploy-echo ({server}{' --concurrent' if concurrent else ''})"
+    return run_task("deploy-echo", title, hosts, lambda h: deploy.deploy_echo(h, choice), dry_run=dry_run,
+                    as_json=as_json, out=out, options=options, config=config)
 
 
 def verify(
