@@ -27,10 +27,21 @@ def _rounded(hours: float | None) -> float | None:
     return None if hours is None else round(hours, 2)
 
 
-def uptime_warnings(instances: list[dict], warn_hours: float) -> list[str]:
+def uptime_warnings(instances: list[dict], warn_hours: float, now: datetime | None = None) -> list[str]:
     """One warning per running instance past `warn_hours` (status_data()'s instance dicts)."""
-    found = (uptime.uptime_warning(i["id"], i.get("uptime_hours"), warn_hours) for i in instances)
+    found = (uptime.uptime_warning(i["id"], exact_uptime_hours(i, now), warn_hours) for i in instances)
     return [warning for warning in found if warning]
+
+
+def exact_uptime_hours(info: dict, now: datetime | None = None) -> float | None:
+    """Uptime from `launch_time` to the second: `uptime_hours` is rounded for display, so a small
+    --warn-hours compared with it would never fire in an instance's first minute."""
+    if info.get("uptime_hours") is None:
+        return None
+    started = autostop.parse_deadline(info.get("launch_time"))
+    if started is None:
+        return info["uptime_hours"]
+    return max(0.0, ((now or uptime.utcnow()) - started).total_seconds() / 3600)
 
 
 def instance_lines(info: dict, several: bool = False) -> list[str]:

@@ -64,6 +64,15 @@ def test_no_warning_below_the_threshold_or_with_a_higher_warn_hours(ec2, monkeyp
     assert len(cloud_tasks.status_data(warn_hours="12")["warnings"]) == 1
 
 
+def test_a_tiny_threshold_warns_in_the_first_minute(ec2, monkeypatch):
+    """uptime_hours is rounded to 2 decimals (0.00 for 10 s); the warning must use the exact uptime."""
+    (instance,), _ = provision()
+    move_clock(monkeypatch, instance, 10 / 3600)
+    data = cloud_tasks.status_data(warn_hours=0.0001)
+    assert data["instances"][0]["uptime_hours"] == 0.0
+    assert len(data["warnings"]) == 1
+
+
 def test_a_stopped_instance_has_no_uptime_and_no_connect(ec2, monkeypatch):
     (instance,), _ = provision()
     ec2.stop_instances(InstanceIds=[instance["InstanceId"]])
