@@ -152,7 +152,8 @@ def seed_host(host_dir: Path, rootfs: Path, spec: HostSpec) -> None:
                    UBUNTU_UID)
         (host_dir / SEEDED_MARK).write_text(spec.instance_id + "\n")
     _seed_file(upper, rootfs, "etc/apt/apt.conf.d/01labctl-proxy",
-               f'Acquire::http::Proxy "http://{SANDBOX_GATEWAY}:{spec.proxy_port}";\n')
+               f'Acquire::http::Proxy "http://{SANDBOX_GATEWAY}:{spec.proxy_port}";\n'
+               'Acquire::Languages "none";\n')  # no Translation-en: a third of apt-get update's CPU here
     for relpath, script in selfshutdown.COMMANDS.items():
         _seed_file(upper, rootfs, relpath, script, 0o755)
     selfshutdown.request_path(host_dir).unlink(missing_ok=True)

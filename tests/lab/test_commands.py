@@ -28,7 +28,7 @@ def test_install_names_only_the_missing_packages_and_never_upgrades():
     command = install_command(["make"])
     assert command.startswith("env DEBIAN_FRONTEND=noninteractive apt-get -q -y ")
     assert " update && " in command
-    assert command.endswith(" install --no-upgrade make")
+    assert command.endswith(" install --no-upgrade --no-install-recommends make")
     assert " upgrade" not in command.replace("--no-upgrade", "")
     assert "DPkg::Lock::Timeout=" in command
 
