@@ -14,14 +14,9 @@ verify passed (unless `redo_all`) and retries the others.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, TextIO
 
@@ -30,16 +25,26 @@ from infra import cidr as cidrs
 from infra import instances, keys, operator_ip
 from infra import security_group as groups
 from infra.errors import aws_errors
-from infra.results import DELETED, Result
-from infra.tags import CLASS_KEY, LAB_KEY, PROJECT_KEY, PROJECT_VALUE, STUDENT_KEY, resource_name, tag_dict
+from infra.results import Result
+from infra.tags import CLASS_KEY, PROJECT_KEY, PROJECT_VALUE, STUDENT_KEY, resource_name
 from lab import deploy
 from lab import verify as checks
 from lab.provision import ProvisionOptions as HostOptions
 from lab.provision import provision as provision_host
 from lab.remote import Host
 from lab.result import Report as HostReport
-from labctl import host_tasks, targets
 from labctl import state as lab_state
+from labctl import targets
+from labctl.class_cancel import CancellableProgress, CancelScope, run_bounded, run_on_host
+from labctl.class_report import (  # noqa: F401 - the report's names, re-exported for callers and tests
+    NOT_RUN,
+    StudentRow,
+    load_rows,
+    report_paths,
+    report_table,
+    write_private,
+    write_report,
+)
 from labctl.errors import LabError
 from labctl.hosttarget import HostTarget
 from labctl.output import header
@@ -50,7 +55,7 @@ PHASES = ("cloud", "provision", "deploy", "verify")
 DEFAULT_PARALLEL = 10  # a lab group at once; on AWS the work runs on the instances, here a thread each
 PASS = "pass"
 FAIL = "fail"
-NOT_RUN = "not run"
+INTERRUPTED = "interrupted"
 SHARED_SUFFIX = "--shared"  # student ids start with a letter or digit, so no student lab ends like this
 
 
@@ -62,25 +67,6 @@ class ClassOptions:
     parallel: int = DEFAULT_PARALLEL
     shared_sg: bool = False
     redo_all: bool = False
-
-
-@dataclass
-class StudentRow:
-    """One line of the class report."""
-
-    student: str
-    lab: str
-    instance_id: str = ""
-    address: str = ""
-    key_file: str = ""
-    ssh_command: str = ""
-    cloud: str = NOT_RUN
-    provision: str = NOT_RUN
-    deploy: str = NOT_RUN
-    verify: str = NOT_RUN
-    error: str = ""
-    finished_at: str = ""
-    seconds: str = ""  # how long each phase took in the last run
 
 
 @dataclass(frozen=True)
@@ -97,6 +83,7 @@ class ClassRun:
     cloud_only: bool
     host_options: HostOptions
     shared_group_id: str | None = None
+    scope: CancelScope = field(default_factory=CancelScope)  # Ctrl-C (labctl.class_cancel)
 
 
 @dataclass
@@ -143,60 +130,6 @@ def class_filters(class_name: str) -> list[dict]:
 
 # --- the report in the state dir --------------------------------------------------------------------------
 
-
-def report_paths(class_name: str) -> tuple[Path, Path]:
-    base = lab_state.state_dir() / f"class-{class_name}"
-    return base.with_suffix(".json"), base.with_suffix(".csv")
-
-
-def load_rows(class_name: str) -> dict[str, StudentRow]:
-    """The last report's rows by student id ({} when there is none or it is unreadable)."""
-    path, _ = report_paths(class_name)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    known = {f.name for f in fields(StudentRow)}
-    rows = [StudentRow(**{k: v for k, v in row.items() if k in known}) for row in data.get("students", [])]
-    return {row.student: row for row in rows}
-
-
-def _write_private(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def write_report(class_name: str, target: str, region: str, rows: list[StudentRow]) -> tuple[Path, Path]:
-    """Write the class report as JSON and CSV (0600); returns both paths."""
-    json_path, csv_path = report_paths(class_name)
-    data = {"class": class_name, "target": target, "region": region, "students": [asdict(r) for r in rows]}
-    _write_private(json_path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=[f.name for f in fields(StudentRow)])
-    writer.writeheader()
-    writer.writerows(asdict(r) for r in rows)
-    _write_private(csv_path, buffer.getvalue())
-    return json_path, csv_path
-
-
-def report_table(rows: list[StudentRow]) -> str:
-    """The report as an aligned table: student, instance, address, each phase, ssh command, error."""
-    head = ("STUDENT", "INSTANCE", "ADDRESS", "CLOUD", "PROVISION", "DEPLOY", "VERIFY", "SSH", "ERROR")
-    table = [head] + [
-        (r.student, r.instance_id or "-", r.address or "-", r.cloud, r.provision, r.deploy, r.verify,
-         r.ssh_command or "-", r.error)
-        for r in rows
-    ]
-    widths = [max(len(row[i]) for row in table) for i in range(len(head) - 1)]
-    return "\n".join(
-        ("  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths)) + "  " + row[-1]).rstrip()
-        for row in table
-    )
-
-
 # --- one student's cloud part -----------------------------------------------------------------------------
 
 
@@ -209,7 +142,7 @@ def _public_key_file(student: Student, key_name: str, default: str | None) -> Pa
         return Path(value).expanduser()
     path = lab_state.key_dir() / f"{key_name}.pub"
     if not path.exists() or path.read_text().strip() != value.strip():
-        _write_private(path, value.strip() + "\n")
+        write_private(path, value.strip() + "\n")
     return path
 
 
@@ -269,6 +202,7 @@ def host_part(run: ClassRun, target: HostTarget, row: StudentRow, progress: Prog
 
     def job(host: Host) -> None:
         for phase, step in steps:
+            run.scope.check()
             current[0] = phase
             progress.set(row.student, phase, RUNNING)
             step(host)
@@ -277,7 +211,10 @@ def host_part(run: ClassRun, target: HostTarget, row: StudentRow, progress: Prog
                 progress.set(row.student, phase, DONE)
 
     progress.set(row.student, "provision", RUNNING)
-    host_tasks.run_on_hosts([target], job, report, options=run.host_options)
+    run_on_host(target, job, report, run.scope, options=run.host_options)
+    if report.errors and run.scope.cancelled:
+        mark_interrupted(row, current[0])
+        return
     if report.errors:
         _fail(row, progress, current[0], next(iter(report.errors.values())))
         return
@@ -293,16 +230,28 @@ def _fail(row: StudentRow, progress: Progress, phase: str, message: str) -> None
     progress.set(row.student, phase, FAILED)
 
 
+def mark_interrupted(row: StudentRow, phase: str | None) -> None:
+    """Mark the phase Ctrl-C stopped (None: the student had not started)."""
+    if phase is None:
+        row.error = "not started: interrupted (Ctrl-C)"
+        return
+    setattr(row, phase, INTERRUPTED)
+    row.error = f"{phase}: interrupted (Ctrl-C); re-run to finish"
+
+
 def _ssh_command(address: str, key_file: Path | None) -> str:
     return f"ssh -i {key_file} ubuntu@{address}" if key_file else f"ssh ubuntu@{address}"
 
 
-def run_student(run: ClassRun, student: Student, progress: Progress) -> StudentOutcome:
-    """The whole pipeline of one student; an expected failure ends only this student."""
+def run_student(
+    run: ClassRun, student: Student, progress: Progress, row: StudentRow | None = None
+) -> StudentOutcome:
+    """The whole pipeline of one student (filling `row`); an expected failure ends only this student."""
+    row = row or StudentRow(student.id, student_lab(run.ref.lab, student.id))
     try:
-        outcome = _student_pipeline(run, student, progress)
+        outcome = _student_pipeline(run, student, progress, row)
     except Exception as exc:  # a bug must not hide the other students' results: report it in the row
-        outcome = StudentOutcome(StudentRow(student.id, student_lab(run.ref.lab, student.id)))
+        outcome = StudentOutcome(row)
         failed_phase = next((p for p in PHASES if progress.states[student.id][p] == RUNNING), "cloud")
         message = f"unexpected {type(exc).__name__}: {exc} (please report this)"
         _fail(outcome.row, progress, failed_phase, message)
@@ -311,8 +260,9 @@ def run_student(run: ClassRun, student: Student, progress: Progress) -> StudentO
     return outcome
 
 
-def _student_pipeline(run: ClassRun, student: Student, progress: Progress) -> StudentOutcome:
-    row = StudentRow(student.id, student_lab(run.ref.lab, student.id))
+def _student_pipeline(
+    run: ClassRun, student: Student, progress: Progress, row: StudentRow
+) -> StudentOutcome:
     outcome = StudentOutcome(row)
     progress.set(student.id, "cloud", RUNNING)
     try:
@@ -327,6 +277,9 @@ def _student_pipeline(run: ClassRun, student: Student, progress: Progress) -> St
     progress.set(student.id, "cloud", DONE)
     if run.cloud_only or key_file is None:
         _skip_host_part(row, progress, run.cloud_only)
+        return _finished(outcome)
+    if run.scope.cancelled:
+        mark_interrupted(row, "provision")
         return _finished(outcome)
     try:  # pins the host keys from the console: never for --cloud-only
         target = replace(targets.host_target(run.cloud, instance, str(key_file)), name=student.id)
@@ -374,10 +327,8 @@ def _shared_group(run: ClassRun, options: ClassOptions, out: TextIO) -> str:
     return group_id or ""
 
 
-def _prepare(ref, options, class_options: ClassOptions, host_options: HostOptions, out: TextIO) -> ClassRun:
-    """Connect, check the inputs once (image, VPC, CIDR) and make the shared group when asked."""
-    cloud = targets.connect(ref.target, ref.region)
-    assert cloud is not None  # start_sandbox=True always gives a cloud
+def class_inputs(ref, options, host_options: HostOptions, cloud: targets.Cloud, out: TextIO) -> ClassRun:
+    """Check the inputs once (image, VPC, CIDR) on `cloud`; creates nothing (also used by the dry run)."""
     source = cidrs.resolve_source_cidr(
         options.ssh_cidr, options.open_world, cloud.real_aws, lambda: operator_ip.operator_public_ip()
     )
@@ -386,8 +337,15 @@ def _prepare(ref, options, class_options: ClassOptions, host_options: HostOption
     with aws_errors():
         image = amis.find_ami(cloud.ec2, cloud.ssm, options.release, options.ami)
         vpc_id = groups.default_vpc_id(cloud.ec2, ref.region)
-    run = ClassRun(ref, cloud, image["ImageId"], vpc_id, source.cidr, options.instance_type,
-                   options.public_key, options.cloud_only, host_options.check())
+    return ClassRun(ref, cloud, image["ImageId"], vpc_id, source.cidr, options.instance_type,
+                    options.public_key, options.cloud_only, host_options.check())
+
+
+def _prepare(ref, options, class_options: ClassOptions, host_options: HostOptions, out: TextIO) -> ClassRun:
+    """Connect, check the inputs, record the class and make the shared group when asked."""
+    cloud = targets.connect(ref.target, ref.region)
+    assert cloud is not None  # start_sandbox=True always gives a cloud
+    run = class_inputs(ref, options, host_options, cloud, out)
     _record_class(run, class_options)
     if class_options.shared_sg:
         run = replace(run, shared_group_id=_shared_group(run, class_options, out))
@@ -400,9 +358,7 @@ def _to_run(students: tuple[Student, ...], previous: dict[str, StudentRow], redo
     return [s for s in students if previous.get(s.id, StudentRow(s.id, "")).verify != PASS]
 
 
-def _check_class_options(options, class_options: ClassOptions) -> None:
-    if options.dry_run:
-        raise LabError("--dry-run is not available in class mode: run `fab status` to see the class")
+def _check_class_options(class_options: ClassOptions) -> None:
     if not 1 <= class_options.parallel <= 64:
         raise LabError(f"--parallel {class_options.parallel} is out of range: use 1 to 64")
 
@@ -416,39 +372,87 @@ def provision_class(
 ) -> list[StudentRow]:
     """`fab provision --students/--count`: every student's lab, in parallel; LabError naming the failed ones.
 
-    `options` is a labctl.cloud_tasks.ProvisionOptions (its name is the class).
+    `options` is a labctl.cloud_tasks.ProvisionOptions (its name is the class); its `dry_run` only plans
+    (labctl.class_plan), its `auto_stop` sets auto-stop on every student's instance (labctl.class_autostop).
+    Ctrl-C stops the run within seconds, writes the report and raises LabInterrupted naming what exists.
     """
     from labctl.cloud_tasks import resolve_lab
 
     out = out or sys.stdout
-    _check_class_options(options, class_options)
+    _check_class_options(class_options)
     ref = resolve_lab(options.target, options.region, options.name)
     for student in class_options.students:
         student_lab(ref.lab, student.id)
-    print(header("provision", ref.target, ref.region, ref.lab)
-          + f" (class mode: {len(class_options.students)} students)", file=out, flush=True)
+    dry_run = " dry run: nothing is changed" if options.dry_run else ""
+    print(header("plan" if dry_run else "provision", ref.target, ref.region, ref.lab)
+          + f" (class mode: {len(class_options.students)} students{';' if dry_run else ''}{dry_run})",
+          file=out, flush=True)
     previous = load_rows(ref.lab)
     to_run = _to_run(class_options.students, previous, class_options.redo_all)
     skipped = [s.id for s in class_options.students if s not in to_run]
     if skipped:
         print(f"  skipped (their last verify passed; --all runs them again): {', '.join(skipped)}", file=out)
+    if options.dry_run:
+        from labctl import class_plan
+
+        class_plan.plan_class(ref, options, class_options, host_options or HostOptions(), to_run, out)
+        return [previous[s.id] for s in class_options.students if s.id in previous]
     rows = dict(previous)
+    try:
+        auto_stop_failed = _provision_students(
+            ref, options, class_options, host_options, to_run, rows, out, tty
+        )
+    except KeyboardInterrupt:
+        _finish_interrupted(ref, class_options, rows, previous, to_run, out)
+    return _finish(ref, class_options, rows, [s.id for s in to_run], out, auto_stop_failed)
+
+
+def _provision_students(ref, options, class_options: ClassOptions, host_options: HostOptions | None,
+                        to_run: list[Student], rows: dict[str, StudentRow], out: TextIO,
+                        tty: bool | None) -> list[str]:
+    """The students' pipelines, then auto-stop when asked (rows updated in place, also on Ctrl-C).
+
+    Returns the students whose auto-stop failed.
+    """
+    if not to_run and options.auto_stop is None:
+        return []
+    run = _prepare(ref, options, class_options, host_options or HostOptions(), out)
     if to_run:
-        run = _prepare(ref, options, class_options, host_options or HostOptions(), out)
-        rows.update(_run_students(run, to_run, class_options.parallel, out, tty))
-    return _finish(ref, class_options, rows, [s.id for s in to_run], out)
+        _run_students(run, to_run, class_options.parallel, out, tty, rows)
+    if options.auto_stop is None:
+        return []
+    from labctl import class_autostop
+
+    return class_autostop.apply_class_auto_stop(run, class_options, options.auto_stop, rows, out)
 
 
-def _run_students(
-    run: ClassRun, students: list[Student], parallel: int, out: TextIO, tty: bool | None
-) -> dict[str, StudentRow]:
-    progress = Progress([s.id for s in students], PHASES, out, tty)
+def _run_students(run: ClassRun, students: list[Student], parallel: int, out: TextIO, tty: bool | None,
+                  rows: dict[str, StudentRow]) -> None:
+    """Every student's pipeline on the bounded pool, rows into `rows` (on Ctrl-C marked interrupted)."""
+    progress = CancellableProgress(run.scope, [s.id for s in students], PHASES, out, tty)
     progress.start()
-    with ThreadPoolExecutor(max_workers=min(parallel, len(students))) as pool:
-        outcomes = list(pool.map(lambda s: run_student(run, s, progress), students))
-    for line in cloud_change_lines(outcomes):
+    live = {s.id: StudentRow(s.id, student_lab(run.ref.lab, s.id)) for s in students}
+    try:
+        outcomes = run_bounded(students, lambda s: run_student(run, s, progress, live[s.id]), parallel,
+                               run.scope)
+    except KeyboardInterrupt:
+        rows.update(_interrupted_rows(students, live, progress))
+        raise
+    for line in cloud_change_lines([o for o in outcomes if o is not None]):
         print(line, file=out)
-    return {o.row.student: o.row for o in outcomes}
+    rows.update(live)
+
+
+def _interrupted_rows(students: list[Student], live: dict[str, StudentRow],
+                      progress: CancellableProgress) -> dict[str, StudentRow]:
+    """Copies of the students' rows at Ctrl-C: finished ones as they are, the others marked interrupted."""
+    rows = {}
+    for student in students:
+        row = replace(live[student.id])
+        if not row.finished_at:
+            mark_interrupted(row, progress.running_phase(student.id))
+        rows[student.id] = row
+    return rows
 
 
 def cloud_change_lines(outcomes: list[StudentOutcome]) -> list[str]:
@@ -462,124 +466,67 @@ def cloud_change_lines(outcomes: list[StudentOutcome]) -> list[str]:
     return lines or ["  cloud: nothing to do, every student's key pair, security group and instance exist"]
 
 
-def _finish(ref, class_options: ClassOptions, rows: dict[str, StudentRow], ran: list[str],
-            out: TextIO) -> list[StudentRow]:
+def _write_and_show(ref, class_options: ClassOptions, rows: dict[str, StudentRow],
+                    out: TextIO) -> list[StudentRow]:
     ordered = [rows[s.id] for s in class_options.students if s.id in rows]
     json_path, csv_path = write_report(ref.lab, ref.target, ref.region, ordered)
     print(report_table(ordered), file=out)
     print(f"report: {json_path} and {csv_path}", file=out, flush=True)
+    return ordered
+
+
+def _finish(ref, class_options: ClassOptions, rows: dict[str, StudentRow], ran: list[str],
+            out: TextIO, auto_stop_failed: list[str]) -> list[StudentRow]:
+    ordered = _write_and_show(ref, class_options, rows, out)
     failed = [r.student for r in ordered if r.student in ran and r.error and SKIPPED not in r.provision]
+    failed += [student for student in auto_stop_failed if student not in failed]
     if failed:
         raise LabError(
-            f"class {ref.lab}: {len(failed)} of {len(ran)} students failed ({', '.join(failed)}); "
-            "see the ERROR column, fix, and re-run the same command to retry only them"
+            f"class {ref.lab}: {len(failed)} of {len(set(ran) | set(failed))} students failed "
+            f"({', '.join(failed)}); see the ERROR column, fix, and re-run the same command to retry "
+            "only them"
         )
     if not ran:
         print("nothing to do: every student's last verify passed (--all runs them again)", file=out)
     return ordered
 
 
-# --- status and teardown ----------------------------------------------------------------------------------
+def _finish_interrupted(ref, class_options: ClassOptions, rows: dict[str, StudentRow],
+                        previous: dict[str, StudentRow], to_run: list[Student], out: TextIO) -> None:
+    """After Ctrl-C: the report (interrupted students marked), then LabInterrupted naming what exists."""
+    from labctl.class_interrupt import class_interrupted
+
+    for student in to_run:  # a student whose row is still last run's never started in this one
+        if student.id not in rows or rows[student.id] is previous.get(student.id):
+            row = replace(rows.get(student.id) or StudentRow(student.id, student_lab(ref.lab, student.id)))
+            mark_interrupted(row, None)
+            rows[student.id] = row
+    ordered = _write_and_show(ref, class_options, rows, out)
+    raise class_interrupted(ref, ordered) from None
 
 
-@dataclass
-class ClassResources:
-    instances: list[dict]
-    groups: list[dict]
-    key_pairs: list[dict]
-
-    def __bool__(self) -> bool:
-        return bool(self.instances or self.groups or self.key_pairs)
-
-
-def find_class(ec2, class_name: str) -> ClassResources:
-    """Our instances (not terminated), security groups and key pairs tagged with this class."""
-    filters = class_filters(class_name)
-    live = [{"Name": "instance-state-name", "Values": instances.NOT_TERMINATED}]
-    pages = ec2.get_paginator("describe_instances").paginate(Filters=filters + live)
-    found = [i for page in pages for reservation in page["Reservations"] for i in reservation["Instances"]]
-    paginator = ec2.get_paginator("describe_security_groups")
-    sgs = [g for page in paginator.paginate(Filters=filters) for g in page["SecurityGroups"]]
-    pairs = ec2.describe_key_pairs(Filters=filters)["KeyPairs"]
-    return ClassResources(found, sgs, pairs)
+# --- status and teardown (labctl.class_status) ------------------------------------------------------------
 
 
 def class_status(cloud: targets.Cloud, class_name: str) -> dict | None:
     """The class's labs by student (JSON-ready), or None when no resource carries this class tag."""
-    found = find_class(cloud.ec2, class_name)
-    if not found:
-        return None
-    previous = load_rows(class_name)
-    students: dict[str, dict] = {}
+    from labctl import class_status as status
 
-    def entry(resource: dict) -> dict:
-        tags = tag_dict(resource)
-        sid = tags.get(STUDENT_KEY, "")
-        blank = {"student": sid, "lab": tags.get(LAB_KEY), "instances": [], "security_group": None,
-                 "key_pair": None}
-        return students.setdefault(sid, blank)
-
-    for instance in found.instances:
-        entry(instance)["instances"].append(instances.summary(instance))
-    for pair in found.key_pairs:
-        entry(pair)["key_pair"] = pair["KeyName"]
-    shared = None
-    for group in found.groups:
-        if STUDENT_KEY in tag_dict(group):
-            entry(group)["security_group"] = group["GroupId"]
-        else:
-            shared = {"id": group["GroupId"], "rules": [r._asdict() for r in groups.group_rules(group)]}
-    for sid, item in students.items():
-        row = previous.get(sid)
-        item.update(last_verify=row.verify if row else None, ssh_command=row.ssh_command if row else None)
-    return {"students": [students[k] for k in sorted(students)], "shared_security_group": shared,
-            "report": str(report_paths(class_name)[0])}
+    return status.class_status(cloud, class_name)
 
 
 def class_status_lines(data: dict | None) -> list[str]:
     """`fab status` lines for the class part (none when there is no class)."""
-    if not data:
-        return []
-    lines = [f"  class        {len(data['students'])} student lab(s); report {data['report']}"]
-    shared = data["shared_security_group"]
-    if shared:
-        lines.append(f"  shared SG    {shared['id']} ({len(shared['rules'])} rules)")
-    for item in data["students"]:
-        found = item["instances"] or [{"id": "-", "state": "no instance", "public_ip": None}]
-        for i in found:
-            lines.append(
-                f"  student      {item['student']:<10} {i['id']} {i['state']} {i['public_ip'] or '-'} "
-                f"SG {item['security_group'] or ('shared' if shared else '-')} "
-                f"key {item['key_pair'] or '-'} last verify {item['last_verify'] or '-'}"
-            )
-    return lines
+    from labctl import class_status as status
+
+    return status.class_status_lines(data)
 
 
 def teardown_class(cloud: targets.Cloud, class_name: str, keep_key: bool = False) -> list[Result]:
     """Terminate every instance of the class, then delete its groups, key pairs, key files and report."""
-    found = find_class(cloud.ec2, class_name)
-    results: list[Result] = []
-    ids = [i["InstanceId"] for i in found.instances]
-    if ids:
-        cloud.ec2.terminate_instances(InstanceIds=ids)
-        instances.wait_for(cloud.ec2, "instance_terminated", ids)
-        results += [Result(DELETED, f"instance {iid}", f"class {class_name}, terminated") for iid in ids]
-    results += [groups.delete_group(cloud.ec2, group) for group in found.groups]
-    for pair in found.key_pairs:
-        lab = tag_dict(pair).get(LAB_KEY, "")
-        results += keys.delete_key_pair(cloud.ec2, lab, pair["KeyName"], lab_state.key_dir(), keep_key)
-        results += _delete_file(lab_state.key_dir() / f"{pair['KeyName']}.pub", keep_key)
-    for path in report_paths(class_name):
-        results += _delete_file(path, False)
-    return results
+    from labctl import class_status as status
 
-
-def _delete_file(path: Path, keep: bool) -> list[Result]:
-    if keep or not path.exists():
-        return []
-    path.unlink()
-    return [Result(DELETED, f"file {path}")]
-
+    return status.teardown_class(cloud, class_name, keep_key)
 
 
 # --- the fabfile's entry --------------------------------------------------------------------------------

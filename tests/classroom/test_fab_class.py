@@ -27,7 +27,6 @@ def fab(tmp_path, *args: str) -> subprocess.CompletedProcess:
         (["--count", "0"], "--count 0 is out of range"),
         (["--count", "3", "--students", "{csv}"], "--students and --count contradict each other"),
         (["--count", "3", "--parallel", "0"], "--parallel 0 is out of range"),
-        (["--count", "3", "--dry-run"], "--dry-run is not available in class mode"),
         (["--count", "2", "--name", "a-very-long-class-name-for-the-course-x"], "longer than 40 characters"),
     ],
 )

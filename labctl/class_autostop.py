@@ -1,0 +1,127 @@
+"""`fab provision --count N --auto-stop HOURS|off`: the single lab's auto-stop on every student's instance.
+
+After the students' pipelines, every student of the roster with a running instance (also those skipped
+because their last verify passed) gets the cloud half (shutdown behaviour `stop`, deadline tags: see
+`infra.autostop`) and, over its own SSH connection, the host half (`lab.autostop`: `shutdown -h +MIN` or
+the sleep + poweroff timer). A re-run with the same HOURS keeps the deadline and says unchanged; `off`
+cancels both halves. The report's `auto_stop` column holds `<deadline> (<hours> h)` or `off`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import TextIO
+
+from infra import autostop, instances, uptime
+from infra.errors import aws_errors
+from infra.results import Result
+from lab import autostop as host_autostop
+from lab.remote import Host
+from lab.result import CHANGED, WOULD_CHANGE
+from lab.result import Report as HostReport
+from labctl import targets
+from labctl.class_cancel import run_bounded, run_on_host
+from labctl.class_report import StudentRow
+from labctl.errors import LabError
+from labctl.roster import Student
+
+
+def heading(hours: float) -> str:
+    if hours == autostop.OFF:
+        return "auto-stop off for every student: cancel the deadline and the scheduled shutdown"
+    hours_text = autostop.hours_text(hours)
+    return f"auto-stop after {hours_text} h for every student (a deadline for the same hours stays):"
+
+
+def apply_class_auto_stop(run, class_options, hours: float | str, rows: dict[str, StudentRow],
+                          out: TextIO) -> list[str]:
+    """Auto-stop on every student's running instance; updates `rows`; returns the students it failed for.
+
+    `run` is a labctl.classroom.ClassRun, `class_options` its ClassOptions.
+    """
+    hours = autostop.validate_hours(hours)
+    print(heading(hours), file=out, flush=True)
+    students = list(class_options.students)
+    lines = run_bounded(students, lambda s: _one_student(run, s, hours, rows), class_options.parallel,
+                        run.scope)
+    for student_lines in lines:
+        for line in student_lines or []:
+            print(line, file=out)
+    return [s.id for s in students if rows[s.id].error.startswith("auto-stop:")]
+
+
+def _one_student(run, student: Student, hours: float, rows: dict[str, StudentRow]) -> list[str]:
+    """One student's auto-stop; its row gets the `auto_stop` value or an `auto-stop:` error."""
+    row = rows.get(student.id) or StudentRow(student.id, _lab(run, student))
+    rows[student.id] = row
+    row.error = "" if row.error.startswith("auto-stop:") else row.error  # last run's auto-stop error
+    try:
+        return _auto_stop_lines(run, student, hours, row)
+    except LabError as exc:
+        return _failed(row, str(exc))
+    except Exception as exc:  # a bug must not hide the other students' results: report it in the row
+        return _failed(row, f"unexpected {type(exc).__name__}: {exc} (please report this)")
+
+
+def _lab(run, student: Student) -> str:
+    from labctl.classroom import student_lab
+
+    return student_lab(run.ref.lab, student.id)
+
+
+def _failed(row: StudentRow, message: str) -> list[str]:
+    row.error = row.error or f"auto-stop: {message}"
+    return [f"  {row.student}: auto-stop failed: {message}"]
+
+
+def _auto_stop_lines(run, student: Student, hours: float, row: StudentRow) -> list[str]:
+    with aws_errors():
+        running = instances.find_instances(run.cloud.ec2, _lab(run, student), ["running"])
+        if not running:
+            return [f"  {student.id}: no running instance, nothing to set"]
+        results, deadline = cloud_half(run.cloud.ec2, running[0], hours)
+    row.auto_stop = auto_stop_text(deadline, hours)
+    changes = [f"  {student.id}: {r.status} {r.resource}: {r.message}" for r in results if r.is_change]
+    changes += _host_half(run, running[0], row, deadline)
+    return changes or [f"  {student.id}: auto-stop unchanged ({row.auto_stop})"]
+
+
+def auto_stop_text(deadline: datetime | None, hours: float) -> str:
+    """The report's `auto_stop` value: `2026-11-26T21:30:00Z (2 h)`, or `off`."""
+    return f"{autostop.format_deadline(deadline)} ({autostop.hours_text(hours)} h)" if deadline else "off"
+
+
+def cloud_half(ec2, instance: dict, hours: float, dry_run: bool = False,
+               now: datetime | None = None) -> tuple[list[Result], datetime | None]:
+    """Shutdown behaviour and deadline tags of one instance (or with OFF the tags removed)."""
+    if hours == autostop.OFF:
+        return [autostop.remove_deadline_tags(ec2, instance, dry_run)], None
+    return autostop.ensure_auto_stop(ec2, instance, hours, now or uptime.utcnow(), dry_run)
+
+
+def host_step(deadline: datetime | None):
+    """The host half for a Host: schedule the shutdown at `deadline`, or cancel it (None)."""
+    def step(host: Host) -> None:
+        if deadline is None:
+            host_autostop.cancel_auto_stop(host)
+        else:
+            host_autostop.auto_stop(host, int(deadline.timestamp()), autostop.format_deadline(deadline))
+
+    return step
+
+
+def _host_half(run, instance: dict, row: StudentRow, deadline: datetime | None) -> list[str]:
+    if run.cloud_only:
+        return []  # as for a single lab: --cloud-only touches the tags only
+    key_file = row.key_file if row.key_file and Path(row.key_file).exists() else None
+    if key_file is None:
+        return [f"  {row.student}: auto-stop only tagged: no private key here to set the host's timer"]
+    target = replace(targets.host_target(run.cloud, instance, key_file), name=row.student)
+    report = run_on_host(target, host_step(deadline), HostReport(), run.scope, options=run.host_options)
+    if report.errors:
+        message = "interrupted (Ctrl-C)" if run.scope.cancelled else next(iter(report.errors.values()))
+        return _failed(row, message)
+    return [f"  {row.student}: {r.status} host {r.step}: {r.detail}" for r in report.results
+            if r.status in (CHANGED, WOULD_CHANGE)]
