@@ -130,6 +130,9 @@ def plan_student(run, student: Student, redo: bool, hours: float | None,
     except LabError as exc:
         plan.add(f"would fail: {exc}")
         plan.verdict = PROBLEM
+    except Exception as exc:  # a bug must not hide the other students' plans: report it in the line
+        plan.add(f"could not be planned: unexpected {type(exc).__name__}: {exc} (please report this)")
+        plan.verdict = PROBLEM
     return plan
 
 

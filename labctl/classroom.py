@@ -24,6 +24,7 @@ from infra import ami as amis
 from infra import cidr as cidrs
 from infra import instances, keys, operator_ip
 from infra import security_group as groups
+from infra.autostop import validate_hours
 from infra.errors import aws_errors
 from infra.results import Result
 from infra.tags import CLASS_KEY, PROJECT_KEY, PROJECT_VALUE, STUDENT_KEY, resource_name
@@ -380,6 +381,8 @@ def provision_class(
 
     out = out or sys.stdout
     _check_class_options(class_options)
+    if options.auto_stop is not None:
+        options = replace(options, auto_stop=validate_hours(options.auto_stop))
     ref = resolve_lab(options.target, options.region, options.name)
     for student in class_options.students:
         student_lab(ref.lab, student.id)
