@@ -90,10 +90,7 @@ def provision(
         return
     run = cloud_tasks.provision
     if students or count:  # class mode: one lab per student (labctl.classroom)
-        from labctl import classroom
-
-        if auto_stop is not None:
-            raise LabError("--auto-stop is not available in class mode yet: run the class without it")
+        from labctl import classroom  # also --dry-run and --auto-stop, per student
 
         run = classroom.class_provision(students, count, parallel, shared_sg, all_)
     run(_options(locals()), host_options=host_options)
