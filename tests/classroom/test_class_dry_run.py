@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from labctl import classroom, cloud_tasks
 from labctl import state as lab_state
 from labctl.roster import Student
@@ -111,10 +113,14 @@ def test_shared_group_is_planned_once(ec2):
     assert "would create security group labctl-netlab-s0" not in out
 
 
-def test_fab_dry_run_with_the_sandbox_stopped_starts_nothing(tmp_path):
+@pytest.mark.parametrize("roster", [["--count", "2"], ["--students", "{csv}"]])
+def test_fab_dry_run_with_the_sandbox_stopped_starts_nothing(tmp_path, roster):
+    csv_file = tmp_path / "students.csv"
+    csv_file.write_text("id\ns01\ns02\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(LAB_STATE_DIR=str(tmp_path / "state"), LAB_TARGET="sandbox")
-    done = subprocess.run([str(FAB), "provision", "--count", "2", "--dry-run"], cwd=PROJECT, env=env,
+    args = [arg.replace("{csv}", str(csv_file)) for arg in roster]
+    done = subprocess.run([str(FAB), "provision", *args, "--dry-run"], cwd=PROJECT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "the sandbox is not running: provision would start it and create every lab below" in done.stdout
