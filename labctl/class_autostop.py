@@ -124,4 +124,4 @@ def _host_half(run, instance: dict, row: StudentRow, deadline: datetime | None) 
         message = "interrupted (Ctrl-C)" if run.scope.cancelled else next(iter(report.errors.values()))
         return _failed(row, message)
     return [f"  {row.student}: {r.status} host {r.step}: {r.detail}" for r in report.results
-            if r.status in (CHANGED, WOULD_CHANGE)]
+            if r.status in (CHANGED, WOULD_CHANGE, host_autostop.NOT_POSSIBLE)]

@@ -24,7 +24,7 @@ from lab.remote import Host
 from lab.result import Report as HostReport
 from labctl.errors import LabError
 from labctl.hosttarget import HostTarget
-from labctl.progress import Progress
+from labctl.progress import RUNNING, Progress
 
 GRACE_SECONDS = 3.0  # how long Ctrl-C waits for the students to notice, before it reports anyway
 POLL_SECONDS = 0.2
@@ -101,7 +101,7 @@ class CancellableProgress(Progress):
 
     def running_phase(self, student: str) -> str | None:
         """The phase a student was in (None when it had not started or had finished)."""
-        return next((p for p, s in self.states[student].items() if s == "running"), None)
+        return next((p for p, s in self.states[student].items() if s == RUNNING), None)
 
 
 def run_bounded(

@@ -6,10 +6,14 @@ find the whole class by tags. Each student gets an own security group by default
 touches one student only, and a student's `cidr` opens only their own lab); `--shared-sg` makes one group
 `labctl-<class>--shared` whose rules are the union of the operator's and all students' CIDRs.
 
-Every student runs cloud → provision (host setup) → deploy (echo server) → verify on a bounded thread pool,
-over one SSH connection per student. One student's failure never stops the others. The report (one row per
-student) is written to the state dir as `class-<name>.json` and `.csv`; a re-run skips students whose last
-verify passed (unless `redo_all`) and retries the others.
+Every student runs cloud → provision (host setup) → deploy (echo server) → verify on a bounded pool of
+daemon threads, over one SSH connection per student. One student's failure never stops the others. The
+report (one row per student, `labctl.class_report`) is written to the state dir as `class-<name>.json` and
+`.csv`; a re-run skips students whose last verify passed (unless `redo_all`) and retries the others.
+
+The rest lives next door: `--dry-run` in `labctl.class_plan`, `--auto-stop` in `labctl.class_autostop`,
+Ctrl-C in `labctl.class_cancel` (stop, close the SSH connections) and `labctl.class_interrupt` (the one
+line), `fab status` / `fab teardown` in `labctl.class_status`.
 """
 
 from __future__ import annotations
