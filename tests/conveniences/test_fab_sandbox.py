@@ -200,13 +200,15 @@ def test_zz_teardown_all_labs_lists_then_removes_everything(lab):
     assert not Path(instance["key_file"]).exists()
 
 
-def test_class_mode_refuses_auto_stop_in_one_line_before_doing_anything(tmp_path):
+def test_class_mode_refuses_a_bad_auto_stop_in_one_line_before_doing_anything(tmp_path):
+    # class mode's --auto-stop itself: tests/classroom/test_class_autostop.py and test_class_sandbox_extras.py
     env = {k: v for k, v in os.environ.items() if k not in DROP}
     env["LAB_STATE_DIR"] = str(tmp_path / "state")
-    done = subprocess.run([str(FAB), "provision", "--target", "sandbox", "--count", "2", "--auto-stop", "1"],
-                          cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120)
+    args = ["provision", "--target", "sandbox", "--count", "2", "--auto-stop", "soon"]
+    done = subprocess.run([str(FAB), *args], cwd=PROJECT, env=env, capture_output=True, text=True,
+                          timeout=120)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        "error: --auto-stop is not available in class mode yet: run the class without it"
+        "error: --auto-stop 'soon' is not a number of hours (e.g. 3 or 0.5, or off)"
     ]
     assert not (tmp_path / "state" / "sandbox").exists()  # no sandbox was started
