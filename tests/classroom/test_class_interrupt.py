@@ -140,3 +140,16 @@ def test_a_connection_opened_after_the_cancel_is_closed_at_once(sshd):
     ran = []
     report = class_cancel.run_on_host(target, ran.append, HostReport(), scope)
     assert ran == [] and report.errors == {"local": "interrupted (Ctrl-C)"}
+
+
+def test_ctrl_c_before_any_student_started_marks_them_all_not_started(ec2, monkeypatch):
+    def interrupted_while_checking_inputs(*args, **kwargs):
+        raise KeyboardInterrupt  # as Ctrl-C during the image look-up would
+
+    monkeypatch.setattr(classroom, "class_inputs", interrupted_while_checking_inputs)
+    with pytest.raises(LabInterrupted) as stopped:
+        provision(io.StringIO())
+    assert "s01 (not started): nothing; s02 (not started): nothing; s03 (not started): nothing" in str(
+        stopped.value)
+    rows = classroom.load_rows(CLASS)
+    assert {row.error for row in rows.values()} == {"not started: interrupted (Ctrl-C)"}
