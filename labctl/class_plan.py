@@ -133,6 +133,8 @@ def plan_student(run, student: Student, redo: bool, hours: float | None,
     except Exception as exc:  # a bug must not hide the other students' plans: report it in the line
         plan.add(f"could not be planned: unexpected {type(exc).__name__}: {exc} (please report this)")
         plan.verdict = PROBLEM
+    if not plan.lines:
+        plan.add("up to date")
     return plan
 
 

@@ -72,6 +72,7 @@ def test_dry_run_after_provision_says_up_to_date_and_finds_drift_without_repairi
     assert state_files() == files  # neither the report nor state.json nor a key file was rewritten
     assert f"  s01: would change rule tcp 12345 from {TEST_CIDR}: added to {group['GroupId']}" in out
     assert "s02: would" not in out and "s03: would" not in out
+    assert "  s02: up to date" in out and "  s03: up to date" in out
     assert out.splitlines()[-1] == "dry run: 1 to change, 2 up to date; nothing was changed"
 
 
