@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import json as jsonlib
 from dataclasses import fields
+from typing import TYPE_CHECKING
 
 from fabric import Connection, task
 
-from labctl import cloud_tasks
 from labctl.errors import LabError
 from labctl.output import reports_lab_errors
+
+if TYPE_CHECKING:  # each task imports what it uses: `fab --list` and a host task stay light
+    from labctl import cloud_tasks
 
 _LAB_HELP = {
     "target": "aws or sandbox (default: $LAB_TARGET, the recorded target, aws if credentials, else sandbox)",
@@ -44,6 +47,8 @@ _CLASS_HELP = {
 
 def _options(task_arguments: dict) -> cloud_tasks.ProvisionOptions:
     """The cloud options among a task's arguments (None means not given: recorded state or default)."""
+    from labctl import cloud_tasks
+
     names = {field.name for field in fields(cloud_tasks.ProvisionOptions)}
     given = {key: value for key, value in task_arguments.items() if key in names and value is not None}
     return cloud_tasks.ProvisionOptions(**given)
@@ -75,7 +80,7 @@ def provision(
 ):
     """Create or converge the lab: key pair, security group, Ubuntu instance, then the host setup."""
     from lab.provision import ProvisionOptions as HostOptions
-    from labctl import host_tasks
+    from labctl import cloud_tasks, host_tasks
 
     host_options = HostOptions(**({"mirror": mirror} if mirror else {}), trust_new_host=trust_new_host)
     if auto_stop is not None:
@@ -114,6 +119,8 @@ def plan(
     open_world=False,
 ):
     """Show what provision would create, change or start, without changing anything."""
+    from labctl import cloud_tasks
+
     cloud_tasks.plan(_options(locals()))
 
 
@@ -127,6 +134,8 @@ def plan(
 @reports_lab_errors
 def status(c, target=None, region=None, name=None, json=False, warn_hours=None):
     """Show the lab's instances (uptime, auto-stop, how to connect), security group and key pair."""
+    from labctl import cloud_tasks
+
     data = cloud_tasks.status_data(target, region, name, warn_hours=warn_hours)
     if json:
         print(jsonlib.dumps(data, indent=2, sort_keys=True))
@@ -149,6 +158,8 @@ def teardown(c, target=None, region=None, name=None, keep_key=False, all_labs=Fa
 
         teardown_all_labs(target, region)
         return
+    from labctl import cloud_tasks
+
     cloud_tasks.teardown(target, region, name, keep_key)
 
 

@@ -117,6 +117,8 @@ def ensure_instances(ec2, spec: InstanceSpec) -> tuple[list[Result], list[dict]]
     results += [
         Result(CREATED, f"instance {iid}", f"{spec.instance_type} from {spec.image_id}") for iid in new_ids
     ]
+    if not new_ids and all(state_of(i) == "running" for i in existing):
+        return results, existing  # a re-run: nothing to wait for, and just described
     ids = [i["InstanceId"] for i in existing] + new_ids
     wait_for(ec2, "instance_running", ids)
     return results, describe_by_ids(ec2, ids)

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import re
 
-import boto3
-
 from labctl.errors import LabError
 
 DEFAULT_REGION = "ap-northeast-2"
+PARTITIONS = ("aws", "aws-cn", "aws-us-gov")
 _REGION_SHAPE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
 
 
 def known_regions() -> set[str]:
-    """Every EC2 region botocore knows in the public, China and GovCloud partitions."""
-    session = boto3.session.Session()
+    """Every EC2 region botocore knows in the public, China and GovCloud partitions.
+
+    Read from the endpoint data through the process-wide loader (the EC2 client needs the same data, so
+    it is parsed once), without loading the EC2 service model.
+    """
+    from botocore.regions import EndpointResolver
+
+    from infra.session import data_loader
+
+    resolver = EndpointResolver(data_loader().load_data("endpoints"))
     regions: set[str] = set()
-    for partition in ("aws", "aws-cn", "aws-us-gov"):
-        regions.update(session.get_available_regions("ec2", partition_name=partition))
+    for partition in PARTITIONS:
+        regions.update(resolver.get_available_endpoints("ec2", partition))
     return regions
 
 

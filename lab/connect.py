@@ -25,6 +25,10 @@ BANNER_PREFIX = b"SSH-"
 KNOWN_HOSTS_FILE = "known_hosts"
 
 
+class HostKeyMismatch(LabError):
+    """The host presented a key other than the pinned/known one: the connection was refused."""
+
+
 def open_connection(
     host: HostTarget,
     *,
@@ -62,7 +66,7 @@ def authenticate(conn: Connection, host: HostTarget) -> None:
     try:
         conn.open()
     except paramiko.BadHostKeyException as exc:
-        raise LabError(
+        raise HostKeyMismatch(
             f"host key of {where} does not match the pinned/known key ({exc.key.get_name()}): this is not "
             f"the machine we created (or it was rebuilt); check the instance, then remove the stale entry"
         ) from None

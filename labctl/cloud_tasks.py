@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from infra import ami as amis
 from infra import cidr as cidrs
@@ -18,11 +18,13 @@ from infra import security_group as groups
 from infra.errors import aws_errors
 from infra.results import ABSENT, CREATED, Result
 from infra.tags import is_ours, resource_name
-from lab.provision import ProvisionOptions as HostOptions
-from labctl import after_provision, classroom, host_tasks, interrupts, status_extras, targets
+from labctl import after_provision, interrupts, status_extras, targets
 from labctl import state as lab_state
 from labctl.errors import LabError
 from labctl.output import Report, header
+
+if TYPE_CHECKING:
+    from lab.provision import ProvisionOptions as HostOptions
 
 _LAB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 
@@ -168,7 +170,11 @@ def _plan_without_sandbox(ref: LabRef, report: Report) -> None:
 
 def provision_cloud(options: ProvisionOptions, report: Report | None = None) -> list[dict]:
     """Create or converge the lab's cloud resources (or only plan them with `dry_run`); returns instances."""
-    report = report or Report()
+    return _provision_cloud(options, report or Report())[1]
+
+
+def _provision_cloud(options: ProvisionOptions, report: Report) -> tuple[targets.Cloud | None, list[dict]]:
+    """provision_cloud, also returning the Cloud it used (None: dry run without a running sandbox)."""
     ref = resolve_lab(options.target, options.region, options.name)
     report.line(header("plan" if options.dry_run else "provision", ref.target, ref.region, ref.lab))
     cloud = None
@@ -186,7 +192,7 @@ def provision_cloud(options: ProvisionOptions, report: Report | None = None) -> 
     if not options.dry_run:
         after_provision.print_connection_help(described, report)
     report.finish(planned=options.dry_run)
-    return described
+    return cloud, described
 
 
 def plan(options: ProvisionOptions, report: Report | None = None) -> list[Result]:
@@ -207,7 +213,7 @@ def provision(
     already run (a new instance gets every step).
     """
     report = report or Report()
-    described = provision_cloud(options, report)
+    cloud, described = _provision_cloud(options, report)
     if options.cloud_only:
         after_provision.finish_provision(options, described, report, host_options)
         return described
@@ -215,7 +221,10 @@ def provision(
     if options.dry_run and not running:
         report.line("host setup: would run every step on the new instance")
         return described
-    host_tasks.provision_hosts(targets.host_targets(), host_options, dry_run=options.dry_run)
+    from labctl import host_tasks  # the host layer (Fabric, paramiko), only when the hosts are set up
+
+    hosts = targets.host_targets(cloud=cloud, running=running)  # just described: not described again
+    host_tasks.provision_hosts(hosts, host_options, dry_run=options.dry_run)
     after_provision.finish_provision(options, described, report, host_options)
     return described
 
@@ -260,6 +269,8 @@ def _not_ours(cloud: targets.Cloud, lab: str) -> list[dict]:
 
 
 def _cloud_status(cloud: targets.Cloud, lab: str) -> dict:
+    from labctl import classroom  # class mode's modules only for the tasks that look at a class
+
     key_pair = _key_pair_status(cloud, lab)
     key_file = key_pair["file"] if key_pair else None
     found = instances.find_instances(cloud.ec2, lab)
@@ -319,6 +330,8 @@ def _record_found(ref: LabRef, cloud: targets.Cloud, data: dict) -> None:
 
 def status_lines(data: dict) -> list[str]:
     """A human-readable rendering of status_data()."""
+    from labctl import classroom
+
     lines = [header("status", data["target"], data["region"], data["lab"])]
     lines.append(f"  endpoint     {data['endpoint'] or 'AWS'}")
     for i in data["instances"]:
@@ -344,6 +357,8 @@ def status_lines(data: dict) -> list[str]:
 
 
 def _teardown_cloud(cloud: targets.Cloud, ref: LabRef, keep_key: bool) -> list[Result]:
+    from labctl import classroom
+
     results = classroom.teardown_class(cloud, ref.lab, keep_key)  # class mode: every student's lab
     results += instances.terminate_instances(cloud.ec2, ref.lab)
     found = groups.find_groups(cloud.ec2, ref.lab)

@@ -17,7 +17,7 @@ from invoke import Context
 
 from lab import deploy
 from lab import verify as checks
-from lab.connect import open_connection
+from lab.connect import HostKeyMismatch, open_connection
 from lab.provision import ProvisionOptions, provision
 from lab.remote import Host
 from lab.result import Report
@@ -48,6 +48,8 @@ def run_on_hosts(
                 config=config,
             )
         except LabError as exc:
+            if isinstance(exc, HostKeyMismatch):
+                forget_pinned_keys(target)
             report.fail_host(target.name, str(exc))
             return
         try:
@@ -62,6 +64,15 @@ def run_on_hosts(
     with ThreadPoolExecutor(max_workers=max(1, min(len(hosts), 8))) as pool:
         list(pool.map(one, hosts))
     return report
+
+
+def forget_pinned_keys(target: HostTarget) -> None:
+    """After a host key mismatch, the next run reads the instance's console again (`infra.pinned_keys`)."""
+    if target.instance_id:
+        from infra import pinned_keys
+        from labctl.state import state_dir
+
+        pinned_keys.forget_keys(state_dir(), target.instance_id)
 
 
 def connection_lost(target: HostTarget, exc: BaseException) -> str:

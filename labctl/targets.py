@@ -5,14 +5,13 @@ Also builds the host layer's `HostTarget`s from the described instances.
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra import console, instances, session
+from infra import console, instances, pinned_keys, session
 from infra.errors import aws_errors
 from labctl import state as lab_state
 from labctl.errors import LabError
@@ -59,28 +58,39 @@ def sandbox_control():
 
 
 def connect(target: str, region: str, start_sandbox: bool = True) -> Cloud | None:
-    """A Cloud for `target`; None when the sandbox is not running and `start_sandbox` is False."""
+    """A Cloud for `target`; None when the sandbox is not running and `start_sandbox` is False.
+
+    The Cloud (and its clients) is reused for the rest of the process while nothing it was built from
+    changed (see `_reuse_key`): one EC2 client per process, not one per task or phase.
+    """
     if target == "sandbox":
         return _connect_sandbox(region, start_sandbox)
-    return _connect_aws(region)
+    return _reused(("aws", region, None), lambda: _connect_aws(region))
 
 
-@functools.lru_cache(maxsize=1)
-def _shared_data_loader():
-    """One botocore data loader per process: every new session would parse the EC2 model again (~0.3 s)."""
-    import botocore.loaders
-
-    return botocore.loaders.create_loader(os.environ.get("AWS_DATA_PATH"))
+_CLOUDS: dict[tuple, Cloud] = {}
+_CLIENT_ENV = ("AWS_", "HOME", "LAB_STATE_DIR")
 
 
-def _reuse_service_models(aws) -> None:
-    """Let this boto3 session's clients use the process-wide loader (clients are still created afresh)."""
-    aws._session.register_component("data_loader", _shared_data_loader())
+def _reuse_key(target: str, region: str, endpoint: str | None) -> tuple:
+    """Everything a Cloud was built from: target, region, endpoint, the AWS_* environment (profile,
+    credentials, config files), and the client factory itself (tests hook `session.client`)."""
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(_CLIENT_ENV)))
+    return (target, region, endpoint, env, session.client)
+
+
+def _reused(where: tuple, build) -> Cloud:
+    key = _reuse_key(*where)
+    cloud = _CLOUDS.get(key)
+    if cloud is None:
+        cloud = build()
+        _CLOUDS.clear()  # keep only the newest: a process talks to one cloud at a time
+        _CLOUDS[key] = cloud
+    return cloud
 
 
 def _connect_aws(region: str) -> Cloud:
     aws = session.aws_session(region)
-    _reuse_service_models(aws)
     if not session.has_credentials(aws):
         raise LabError(
             "no AWS credentials found: set AWS_PROFILE or run `aws configure`, or use --target sandbox"
@@ -99,8 +109,11 @@ def _connect_sandbox(region: str, start: bool) -> Cloud | None:
     endpoint = control.ensure_running(state_dir) if start else control.running_endpoint(state_dir)
     if not endpoint:
         return None
+    return _reused(("sandbox", region, endpoint), lambda: _sandbox_cloud(region, endpoint))
+
+
+def _sandbox_cloud(region: str, endpoint: str) -> Cloud:
     aws = session.aws_session(region, sandbox=True)
-    _reuse_service_models(aws)
     return Cloud("sandbox", region, endpoint, session.client(aws, "ec2", endpoint))
 
 
@@ -129,6 +142,16 @@ def _pinned_host_keys(cloud: Cloud, instance_id: str) -> tuple[tuple[str, str], 
         delay = min(delay * 2, 10.0)
 
 
+def host_keys_of(cloud: Cloud, instance: dict) -> tuple[tuple[str, str], ...]:
+    """The instance's pinned host keys: remembered for this boot (`infra.pinned_keys`), else its console."""
+    remembered = pinned_keys.remembered_keys(lab_state.state_dir(), instance)
+    if remembered:
+        return remembered
+    keys = _pinned_host_keys(cloud, instance["InstanceId"])
+    pinned_keys.remember_keys(lab_state.state_dir(), instance, keys)
+    return keys
+
+
 def host_target(cloud: Cloud, instance: dict, key_file: str | None) -> HostTarget:
     """The HostTarget of one running instance; its address must pass the emulator safety check."""
     address = instance.get("PublicIpAddress")
@@ -141,14 +164,20 @@ def host_target(cloud: Cloud, instance: dict, key_file: str | None) -> HostTarge
         name=instance["InstanceId"],
         address=address,
         key_file=key_file,
-        host_keys=_pinned_host_keys(cloud, instance["InstanceId"]),
+        host_keys=host_keys_of(cloud, instance),
         target=cloud.target,
         instance_id=instance["InstanceId"],
     )
 
 
-def host_targets(state: dict | None = None, cloud: Cloud | None = None) -> list[HostTarget]:
-    """HostTargets for the recorded lab's running instances, found by tags."""
+def host_targets(
+    state: dict | None = None, cloud: Cloud | None = None, running: list[dict] | None = None
+) -> list[HostTarget]:
+    """HostTargets for the recorded lab's running instances, found by tags.
+
+    `running`: the lab's running instances as just described by the caller (provision hands over what it
+    found), so they are not described again.
+    """
     state = lab_state.load_state() if state is None else state
     if not state.get("lab"):
         raise LabError("no lab recorded in the state directory: run `fab provision` first")
@@ -156,8 +185,9 @@ def host_targets(state: dict | None = None, cloud: Cloud | None = None) -> list[
         cloud = connect(choose_target(recorded=state.get("target")), state["region"], start_sandbox=False)
     if cloud is None:
         raise LabError("the sandbox is not running: run `fab provision --target sandbox` first")
-    with aws_errors():
-        running = instances.find_instances(cloud.ec2, state["lab"], ["running"])
+    if running is None:
+        with aws_errors():
+            running = instances.find_instances(cloud.ec2, state["lab"], ["running"])
     if not running:
         if state.get("mode") == "class":
             raise LabError(
