@@ -19,7 +19,7 @@ from typing import TextIO
 from infra import console, instances, keys
 from infra import security_group as groups
 from infra.errors import aws_errors
-from infra.results import CREATED, STARTED, Result
+from infra.results import CREATED, Result
 from infra.tags import resource_name
 from lab import deploy
 from lab.provision import ProvisionOptions as HostOptions
@@ -142,14 +142,13 @@ def _plan_student(run, student: Student, redo: bool, hours: float | None, previo
                   plan: StudentPlan) -> None:
     lab = classroom.student_lab(run.ref.lab, student.id)
     key_file = Path(previous.key_file) if previous and previous.key_file else None
-    new_instance = False
+    instance_plan: set[str] = set()  # CREATED and/or STARTED when the instance would be made or started
     with aws_errors():
         if redo:
             results, key_file = plan_cloud(run, student, lab)
             _add_results(plan, results)
-            new_instance = any(r.status in (CREATED, STARTED) and r.planned for r in results
-                               if "instance" in r.resource)
-            plan.verdict = CREATE if new_instance else plan.verdict
+            instance_plan = {r.status for r in results if r.planned and "instance" in r.resource}
+            plan.verdict = CREATE if CREATED in instance_plan else plan.verdict
         running = instances.find_instances(run.cloud.ec2, lab, ["running"])
         deadline, ask_auto_stop = None, hours is not None and bool(running)
         if ask_auto_stop:
@@ -157,9 +156,16 @@ def _plan_student(run, student: Student, redo: bool, hours: float | None, previo
             _add_results(plan, results)
     if running and not run.cloud_only and (redo or ask_auto_stop):
         _plan_host(run, running[0], key_file, plan, redo, ask_auto_stop, deadline)
-    elif redo and new_instance and not run.cloud_only:
-        plan.add("host setup would run every step on the new instance"
-                 + (", then auto-stop" if hours is not None else ""))
+    elif instance_plan and not run.cloud_only:
+        plan.add(_host_note(CREATED in instance_plan, hours is not None))
+
+
+def _host_note(new_instance: bool, auto_stop: bool) -> str:
+    """What the host part would do on an instance that does not run yet."""
+    then = ", then auto-stop" if auto_stop else ""
+    if new_instance:
+        return f"host setup would run every step on the new instance{then}"
+    return f"host steps would run once the instance has started (only a running one can be checked){then}"
 
 
 def _add_results(plan: StudentPlan, results: list[Result]) -> None:

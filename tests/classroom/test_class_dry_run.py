@@ -130,3 +130,19 @@ def test_fab_dry_run_with_the_sandbox_stopped_starts_nothing(tmp_path, roster):
     assert done.stderr == ""
     assert not (tmp_path / "state" / "sandbox").exists()
     assert not list((tmp_path / "state").glob("*"))
+
+
+def test_a_stopped_instance_would_be_started_and_set_up_afterwards(ec2):
+    run(students=(Student("s01"),), dry_run=False)
+    instance = inventory(ec2)["instances"][0]
+    ec2.stop_instances(InstanceIds=[instance])
+    options = cloud_tasks.ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, name=CLASS, dry_run=True)
+    out = io.StringIO()  # not --cloud-only: nothing runs, so nothing is connected to
+    classroom.provision_class(options, classroom.ClassOptions((Student("s01"),)), out=out, tty=False)
+    lines = out.getvalue().splitlines()
+    assert f"  s01: would start  instance {instance}: is stopped" in lines  # as aligned by fab plan
+    assert "  s01: host steps would run once the instance has started (only a running one can be checked)" \
+        in lines
+    assert lines[-1] == "dry run: 1 to change; nothing was changed"
+    state = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]["State"]["Name"]
+    assert state == "stopped"
