@@ -18,7 +18,7 @@ from typing import Callable, TypeVar
 
 import paramiko
 
-from lab.connect import open_connection
+from lab.connect import HostKeyMismatch, open_connection
 from lab.provision import ProvisionOptions as HostOptions
 from lab.remote import Host
 from lab.result import Report as HostReport
@@ -159,13 +159,15 @@ def run_on_host(
 
     Expected failures land in `report.errors` (one line), as in labctl.host_tasks.run_on_hosts.
     """
-    from labctl.host_tasks import connection_lost
+    from labctl.host_tasks import connection_lost, forget_pinned_keys
 
     options = options or HostOptions()
     try:
         scope.check()
         conn = open_connection(target, ssh_timeout=options.ssh_timeout, trust_new_host=options.trust_new_host)
     except LabError as exc:
+        if isinstance(exc, HostKeyMismatch) and not dry_run:  # a dry run leaves the state dir alone
+            forget_pinned_keys(target)
         report.fail_host(target.name, str(exc))
         return report
     try:
