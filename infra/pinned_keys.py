@@ -9,6 +9,7 @@ state directory; a damaged file counts as empty.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import threading
@@ -29,6 +30,26 @@ def remembered_keys(state_dir: Path, instance: dict) -> HostKeys:
     entry = _load(state_dir).get(instance["InstanceId"])
     if not isinstance(entry, dict) or entry.get("boot") != boot_of(instance):
         return ()
+    return _keys(entry)
+
+
+def last_seen(state_dir: Path, instance_id: str) -> tuple[str, HostKeys] | None:
+    """The address and pinned keys of `instance_id` when the last run used it (no API call: a guess)."""
+    entry = _load(state_dir).get(instance_id)
+    if not isinstance(entry, dict) or not _is_ip(entry.get("address")) or not _keys(entry):
+        return None
+    return entry["address"], _keys(entry)
+
+
+def _is_ip(address: object) -> bool:
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True
+
+
+def _keys(entry: dict) -> HostKeys:
     try:
         return tuple((str(kind), str(blob)) for kind, blob in entry.get("keys") or ())
     except (TypeError, ValueError):
@@ -39,7 +60,11 @@ def remember_keys(state_dir: Path, instance: dict, keys: HostKeys) -> None:
     """Remember `keys`, just read from the console of `instance`, for its current boot."""
     with _WRITING:
         entries = _load(state_dir)
-        entries[instance["InstanceId"]] = {"boot": boot_of(instance), "keys": [list(key) for key in keys]}
+        entries[instance["InstanceId"]] = {
+            "boot": boot_of(instance),
+            "address": instance.get("PublicIpAddress"),
+            "keys": [list(key) for key in keys],
+        }
         _save(state_dir, entries)
 
 

@@ -2,16 +2,18 @@
 
 boto3 stays the documented dependency, but labctl only needs clients, and building them from a botocore
 session directly skips importing boto3 (and s3transfer). Every session of the process shares one data
-loader, so the EC2 model and the endpoint data are parsed once per process, however many sessions and
-clients the tasks of one `fab` run make.
+loader, so the endpoint data and the service models are parsed once per process, however many sessions
+and clients the tasks of one `fab` run make; the EC2 and SSM models are the cut ones of `infra.models`.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import threading
 from typing import TYPE_CHECKING, Any
 
+from infra import models
 from labctl.errors import LabError
 
 if TYPE_CHECKING:
@@ -28,12 +30,32 @@ def retry_config():
     return Config(retries={"mode": "standard", "max_attempts": 5})
 
 
+def _data_path() -> list[str]:
+    """$AWS_DATA_PATH's directories, expanded as botocore's own `create_loader` does."""
+    value = os.environ.get("AWS_DATA_PATH")
+    return [os.path.expanduser(os.path.expandvars(p)) for p in value.split(os.pathsep)] if value else []
+
+
 @functools.lru_cache(maxsize=1)
-def data_loader():
-    """The process-wide botocore data loader: each new one would parse the EC2 model again (~0.1-0.4 s)."""
+def botocore_loader():
+    """A loader of botocore's own models (and $AWS_DATA_PATH, ~/.aws/models), as botocore would make."""
     import botocore.loaders
 
-    return botocore.loaders.create_loader(os.environ.get("AWS_DATA_PATH"))
+    return botocore.loaders.Loader(extra_search_paths=_data_path())
+
+
+@functools.lru_cache(maxsize=1)
+def data_loader():
+    """The process-wide loader of labctl's clients: the cut models first, then what botocore would load.
+
+    One loader per process: each new one would parse the models and the endpoint data again.
+    """
+    import botocore.loaders
+
+    trimmed = models.trimmed_models_dir(botocore_loader())
+    if trimmed is None:
+        return botocore_loader()
+    return botocore.loaders.Loader(extra_search_paths=[str(trimmed), *_data_path()])
 
 
 def aws_session(region: str, sandbox: bool = False) -> botocore.session.Session:
@@ -80,9 +102,42 @@ def has_credentials(session: botocore.session.Session | None = None) -> bool:
 
 def client(session: botocore.session.Session, service: str, endpoint_url: str | None = None) -> Any:
     """A client for `service` with standard retries; `endpoint_url` overrides botocore's own endpoint."""
-    return session.create_client(
-        service,
-        region_name=session.get_config_variable("region"),
-        endpoint_url=endpoint_url,
-        config=retry_config(),
+    region = session.get_config_variable("region")
+    created = session.create_client(
+        service, region_name=region, endpoint_url=endpoint_url, config=retry_config()
     )
+    if service in models.OPERATIONS:
+        whole = _lazy(lambda: _whole_model_client(session, service, region, endpoint_url))
+        answer = functools.partial(models.untrimmed_operation, whole)
+        created.meta.events.register(f"getattr.{service}", answer)
+    return created
+
+
+def _whole_model_client(
+    session: botocore.session.Session, service: str, region: str, endpoint_url: str | None
+):
+    """A client on botocore's whole model with `session`'s credentials, for operations the cut one lacks."""
+    import botocore.session
+
+    credentials = session.get_credentials().get_frozen_credentials()
+    whole = botocore.session.Session()
+    whole.register_component("data_loader", botocore_loader())
+    _ignore_profile(whole)  # everything it needs is given below
+    return whole.create_client(
+        service, region_name=region, endpoint_url=endpoint_url, config=retry_config(),
+        aws_access_key_id=credentials.access_key, aws_secret_access_key=credentials.secret_key,
+        aws_session_token=credentials.token,
+    )
+
+
+def _lazy(build):
+    """`build()` on the first call only (thread-safe), the same object afterwards."""
+    lock, made = threading.Lock(), []
+
+    def get():
+        with lock:
+            if not made:
+                made.append(build())
+            return made[0]
+
+    return get

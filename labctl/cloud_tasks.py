@@ -213,6 +213,8 @@ def provision(
     already run (a new instance gets every step).
     """
     report = report or Report()
+    if not options.cloud_only:
+        _connect_early()
     cloud, described = _provision_cloud(options, report)
     if options.cloud_only:
         after_provision.finish_provision(options, described, report, host_options)
@@ -227,6 +229,13 @@ def provision(
     host_tasks.provision_hosts(hosts, host_options, dry_run=options.dry_run)
     after_provision.finish_provision(options, described, report, host_options)
     return described
+
+
+def _connect_early() -> None:
+    """SSH to the instances the last run used starts now, while the cloud part runs (`lab.connect_early`)."""
+    from lab import connect_early
+
+    connect_early.start(targets.remembered_host_targets())
 
 
 # --- status -----------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import paramiko
 from fabric import Config, Connection
 from invoke import Context
 
-from lab import deploy
+from lab import connect_early, deploy
 from lab import verify as checks
 from lab.connect import HostKeyMismatch, open_connection
 from lab.provision import ProvisionOptions, provision
@@ -41,7 +41,7 @@ def run_on_hosts(
 
     def one(target: HostTarget) -> None:
         try:
-            conn = open_connection(
+            conn = connect_early.take(target, config) or open_connection(
                 target,
                 ssh_timeout=options.ssh_timeout,
                 trust_new_host=options.trust_new_host,
@@ -63,6 +63,7 @@ def run_on_hosts(
 
     with ThreadPoolExecutor(max_workers=max(1, min(len(hosts), 8))) as pool:
         list(pool.map(one, hosts))
+    connect_early.close_unused()
     return report
 
 
@@ -201,12 +202,18 @@ def byo_target(conn: Connection) -> HostTarget:
     )
 
 
-def task_hosts(c: Context) -> tuple[list[HostTarget], Config]:
-    """The hosts a Fabric task acts on: the `-H` host (bring your own) or the recorded lab's instances."""
+def task_hosts(c: Context, *, connect_early_too: bool = True) -> tuple[list[HostTarget], Config]:
+    """The hosts a Fabric task acts on: the `-H` host (bring your own) or the recorded lab's instances.
+
+    For the lab's instances, SSH to the ones the last run used starts while EC2 is asked
+    (`lab.connect_early`; `connect_early_too=False` for a task that makes its own connection).
+    """
     if isinstance(c, Connection):
         return [byo_target(c)], c.config
     from labctl import targets  # the cloud layer, only needed without -H
 
+    if connect_early_too:
+        connect_early.start(targets.remembered_host_targets(), config=c.config)
     return targets.host_targets(), c.config
 
 

@@ -17,7 +17,7 @@ from labctl import state as lab_state
 from labctl.errors import LabError
 from labctl.hostkeys import parse_host_keys
 from labctl.hosttarget import HostTarget
-from labctl.netsafety import check_connectable, is_aws_endpoint
+from labctl.netsafety import check_connectable, is_aws_endpoint, is_sandbox_address
 
 TARGETS = ("aws", "sandbox")
 DEFAULT_LAB = "netlab"
@@ -150,6 +150,39 @@ def host_keys_of(cloud: Cloud, instance: dict) -> tuple[tuple[str, str], ...]:
     keys = _pinned_host_keys(cloud, instance["InstanceId"])
     pinned_keys.remember_keys(lab_state.state_dir(), instance, keys)
     return keys
+
+
+def remembered_host_targets(state: dict | None = None) -> list[HostTarget]:
+    """The recorded lab's hosts as the last run used them, without any API call: only a guess.
+
+    `lab.connect_early` connects to them while the cloud check runs; the task uses such a connection
+    only if `host_targets()` then gives exactly the same target. Addresses still pass the emulator check.
+    """
+    state = lab_state.load_state() if state is None else state
+    if state.get("mode") == "class" or state.get("target") not in TARGETS:
+        return []
+    guesses = []
+    for instance_id in state.get("instance_ids") or []:
+        seen = pinned_keys.last_seen(lab_state.state_dir(), instance_id)
+        if seen is None:
+            continue
+        address, keys = seen
+        if not _may_connect(address, state):
+            continue
+        guesses.append(HostTarget(name=instance_id, address=address, key_file=state.get("key_file"),
+                                  host_keys=keys, target=state["target"], instance_id=instance_id))
+    return guesses
+
+
+def _may_connect(address: str, state: dict) -> bool:
+    """The emulator address check on a remembered address (a sandbox lab: sandbox addresses only)."""
+    if state["target"] == "sandbox" and not is_sandbox_address(address):
+        return False
+    try:
+        check_connectable(address, state.get("endpoint"))
+    except LabError:
+        return False
+    return True
 
 
 def host_target(cloud: Cloud, instance: dict, key_file: str | None) -> HostTarget:

@@ -1,0 +1,152 @@
+"""A re-run's cloud part: each resource described once, no waiter, no console read; drift still found."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import boto3
+import pytest
+
+from infra import console, pinned_keys, session
+from infra.results import CREATED, STARTED
+from labctl import cloud_tasks, host_tasks, targets
+from labctl import state as lab_state
+from labctl.errors import LabError
+from labctl.output import Report
+from tests.hardening.faults import interrupting
+from tests.infra.conftest import REGION, TEST_CIDR, aws, isolated_aws  # noqa: F401 (fixtures: moto, isolation)
+
+pytestmark = pytest.mark.usefixtures("aws")
+
+HOST_KEY = ("ssh-ed25519", "AAAAC3NzaC1lZDI1NTE5AAAAIBvTGIka/lWjVmASGBrXOkrWSgJ+5pYDMVlwVijfNYQ3")
+CONSOLE = f"-----BEGIN SSH HOST KEY KEYS-----\n{HOST_KEY[0]} {HOST_KEY[1]} root@host\n" \
+          "-----END SSH HOST KEY KEYS-----\n"
+
+
+class Recorded:
+    """What the host step and the console would have been asked (moto's addresses are nobody's)."""
+
+    def __init__(self) -> None:
+        self.host_steps: list[list] = []
+        self.consoles: list[str] = []
+        self.early: list[list] = []
+
+
+@pytest.fixture
+def recorded(monkeypatch) -> Recorded:
+    seen = Recorded()
+    monkeypatch.setattr(host_tasks, "provision_hosts", lambda hosts, *a, **k: seen.host_steps.append(hosts))
+
+    def console_text(ec2, instance_id, latest=False):
+        seen.consoles.append(instance_id)
+        return CONSOLE
+
+    monkeypatch.setattr(console, "console_output", console_text)
+    monkeypatch.setattr("lab.connect_early.start", lambda hosts, config=None: seen.early.append(hosts))
+    return seen
+
+
+def provision(**changes):
+    options = cloud_tasks.ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, **changes)
+    report = Report(io.StringIO())
+    cloud_tasks.provision(options, report)
+    return report
+
+
+def test_a_rerun_describes_each_resource_once_and_reuses_the_pinned_keys(recorded, monkeypatch):
+    provision()
+    (first_hosts,) = recorded.host_steps
+    with interrupting(monkeypatch) as api:
+        provision()
+    assert [call for call in api.calls if call.startswith("ec2.")] == [
+        "ec2.DescribeImages", "ec2.DescribeVpcs", "ec2.DescribeKeyPairs", "ec2.DescribeSecurityGroups",
+        "ec2.DescribeInstances",
+    ]
+    assert recorded.consoles == [first_hosts[0].instance_id]  # read on the first run only
+    assert recorded.host_steps[1] == first_hosts
+    assert recorded.early == [[], first_hosts]  # the re-run started SSH to the same host early
+
+
+def test_a_stopped_instance_is_started_and_waited_for(recorded):
+    ec2 = boto3.client("ec2", region_name=REGION)
+    provision()
+    instance_id = recorded.host_steps[0][0].instance_id
+    ec2.stop_instances(InstanceIds=[instance_id])
+    report = provision()
+    assert any(r.status == STARTED and instance_id in r.resource for r in report.results)
+    assert [h.instance_id for h in recorded.host_steps[1]] == [instance_id]
+
+
+def test_a_terminated_instance_is_replaced_and_its_console_read(recorded):
+    ec2 = boto3.client("ec2", region_name=REGION)
+    provision()
+    old = recorded.host_steps[0][0].instance_id
+    ec2.terminate_instances(InstanceIds=[old])
+    report = provision()
+    (new,) = recorded.host_steps[1]
+    assert new.instance_id != old and any(r.status == CREATED for r in report.results)
+    assert recorded.consoles == [old, new.instance_id]
+
+
+def test_a_drifted_security_group_is_repaired(recorded):
+    ec2 = boto3.client("ec2", region_name=REGION)
+    provision()
+    group_id = lab_state.load_state()["security_group_id"]
+    group = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
+    ec2.revoke_security_group_ingress(GroupId=group_id, IpPermissions=group["IpPermissions"][:1])
+    report = provision()
+    assert any(r.is_change and r.message.startswith("added to") for r in report.results)
+
+
+def test_a_missing_key_file_stops_the_host_step(recorded):
+    provision(cloud_only=True)
+    Path(lab_state.load_state()["key_file"]).unlink()
+    with pytest.raises(LabError, match="key file .* is missing"):
+        targets.host_targets()
+
+
+def test_keys_remembered_for_one_boot_only(tmp_path):
+    instance = {"InstanceId": "i-1", "LaunchTime": "2026-11-26 10:00:00+00:00",
+                "PublicIpAddress": "198.51.100.9"}
+    pinned_keys.remember_keys(tmp_path, instance, (HOST_KEY,))
+    assert pinned_keys.remembered_keys(tmp_path, instance) == (HOST_KEY,)
+    assert (tmp_path / pinned_keys.PINNED_KEYS_FILE).stat().st_mode & 0o777 == 0o600
+    restarted = dict(instance, LaunchTime="2026-11-26 11:00:00+00:00")
+    moved = dict(instance, PublicIpAddress="198.51.100.10")
+    assert pinned_keys.remembered_keys(tmp_path, restarted) == ()
+    assert pinned_keys.remembered_keys(tmp_path, moved) == ()
+    assert pinned_keys.remembered_keys(tmp_path, dict(instance, InstanceId="i-2")) == ()
+    pinned_keys.forget_keys(tmp_path, "i-1")
+    assert pinned_keys.remembered_keys(tmp_path, instance) == ()
+
+
+def test_a_damaged_keys_file_counts_as_empty(tmp_path):
+    (tmp_path / pinned_keys.PINNED_KEYS_FILE).write_text("{not json")
+    assert pinned_keys.remembered_keys(tmp_path, {"InstanceId": "i-1"}) == ()
+    assert pinned_keys.last_seen(tmp_path, "i-1") is None
+
+
+def test_remembered_targets_are_exactly_the_next_runs_targets(recorded):
+    provision(cloud_only=True)
+    hosts = targets.host_targets()
+    assert targets.remembered_host_targets() == hosts
+
+
+def test_remembered_sandbox_targets_keep_to_the_sandbox_net(recorded):
+    provision(cloud_only=True)
+    targets.host_targets()  # moto's address is outside 198.51.100.0/24
+    state = lab_state.load_state()
+    assert targets.remembered_host_targets(dict(state, target="sandbox")) == []
+    assert targets.remembered_host_targets(dict(state, endpoint="http://127.0.0.1:5000")) == []
+
+
+def test_one_cloud_per_process_until_what_it_was_built_from_changes(monkeypatch):
+    first = targets.connect("aws", REGION)
+    assert targets.connect("aws", REGION) is first
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "other")
+    second = targets.connect("aws", REGION)
+    assert second is not first
+    monkeypatch.setattr(session, "client", lambda *args, **kwargs: pytest.fail("hooked factory used"))
+    with pytest.raises(pytest.fail.Exception):
+        targets.connect("aws", REGION)
