@@ -72,7 +72,7 @@ def authenticate(conn: Connection, host: HostTarget) -> None:
         ) from None
     except paramiko.SSHException as exc:
         if "not found in known_hosts" in str(exc) or "known_hosts" in str(exc):
-            raise LabError(
+            raise (HostKeyMismatch if host.host_keys else LabError)(
                 f"host key of {where} is unknown: add it to ~/.ssh/known_hosts (ssh-keyscan, checked against "
                 f"the console) or pass --trust-new-host to trust it on first use"
             ) from None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import shlex
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +57,8 @@ def changed_files(local: dict[str, bytes], remote: dict[str, str]) -> list[str]:
 
 def tar_stream(files: dict[str, bytes], names: list[str], echo_dir: Path = ECHO_DIR) -> bytes:
     """An uncompressed tar of `names` (modes as on this machine; times are set on extraction)."""
+    import tarfile  # only when something changed: a re-run uploads nothing and skips this import
+
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for name in names:

@@ -16,7 +16,6 @@ from fabric import Config, Connection
 from invoke import Context
 
 from lab import connect_early, deploy
-from lab import verify as checks
 from lab.connect import HostKeyMismatch, open_connection
 from lab.provision import ProvisionOptions, provision
 from lab.remote import Host
@@ -170,6 +169,8 @@ def verify(
     config: Config | None = None,
 ) -> bool:
     """All checks from this machine and on each host; prints a table (or JSON); True only if all passed."""
+    from lab import verify as checks  # only the verify task needs the checks
+
     require_hosts(hosts, "verify")
     out = out or sys.stdout
     report = Report()
