@@ -75,3 +75,14 @@ def test_an_operation_not_listed_still_works_on_the_whole_model(monkeypatch):
         assert subnets and {s["VpcId"] for s in subnets} == {vpc_id}
         with pytest.raises(AttributeError):
             ec2.no_such_operation()
+
+
+def test_the_region_check_knows_the_regions_boto3_knows():
+    """`infra.regions` reads the endpoint data through the shared loader instead of a boto3 Session."""
+    import boto3
+
+    from infra import regions
+
+    aws = boto3.session.Session()
+    expected = {r for p in regions.PARTITIONS for r in aws.get_available_regions("ec2", partition_name=p)}
+    assert regions.known_regions() == expected and REGION in expected
