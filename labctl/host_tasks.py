@@ -39,13 +39,15 @@ def run_on_hosts(
     options = options or ProvisionOptions()
 
     def one(target: HostTarget) -> None:
+        conn = connect_early.take(target, config)  # opened while the cloud check ran, if it matches
         try:
-            conn = connect_early.take(target, config) or open_connection(
-                target,
-                ssh_timeout=options.ssh_timeout,
-                trust_new_host=options.trust_new_host,
-                config=config,
-            )
+            if conn is None:
+                conn = open_connection(
+                    target,
+                    ssh_timeout=options.ssh_timeout,
+                    trust_new_host=options.trust_new_host,
+                    config=config,
+                )
         except LabError as exc:
             if isinstance(exc, HostKeyMismatch):
                 forget_pinned_keys(target)
