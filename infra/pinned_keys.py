@@ -76,6 +76,12 @@ def forget_keys(state_dir: Path, instance_id: str) -> None:
             _save(state_dir, entries)
 
 
+def forget_all(state_dir: Path) -> None:
+    """Drop every remembered key (after a teardown)."""
+    with _WRITING:
+        (state_dir / PINNED_KEYS_FILE).unlink(missing_ok=True)
+
+
 def _load(state_dir: Path) -> dict:
     try:
         entries = json.loads((state_dir / PINNED_KEYS_FILE).read_text())

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from infra import ami as amis
 from infra import cidr as cidrs
-from infra import instances, keys, operator_ip, regions
+from infra import instances, keys, operator_ip, pinned_keys, regions
 from infra import security_group as groups
 from infra.errors import aws_errors
 from infra.results import ABSENT, CREATED, Result
@@ -385,6 +385,7 @@ def _forget(ref: LabRef, cloud: targets.Cloud | None, keep_key: bool) -> None:
     kept = {k: previous.get(k) for k in ("key_name", "key_file")} if keep_key else {}
     endpoint = cloud.endpoint_url if cloud else None
     lab_state.save_state(dict(target=ref.target, region=ref.region, lab=ref.lab, endpoint=endpoint, **kept))
+    pinned_keys.forget_all(lab_state.state_dir())  # the instances are gone
 
 
 def _sandbox_after_teardown(ref: LabRef, cloud: targets.Cloud | None, report: Report) -> None:

@@ -150,3 +150,11 @@ def test_one_cloud_per_process_until_what_it_was_built_from_changes(monkeypatch)
     monkeypatch.setattr(session, "client", lambda *args, **kwargs: pytest.fail("hooked factory used"))
     with pytest.raises(pytest.fail.Exception):
         targets.connect("aws", REGION)
+
+
+def test_teardown_forgets_the_remembered_keys(recorded):
+    provision()
+    pinned = lab_state.state_dir() / pinned_keys.PINNED_KEYS_FILE
+    assert pinned.exists()
+    cloud_tasks.teardown(report=Report(io.StringIO()))
+    assert not pinned.exists()
