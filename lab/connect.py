@@ -66,9 +66,10 @@ def authenticate(conn: Connection, host: HostTarget) -> None:
     try:
         conn.open()
     except paramiko.BadHostKeyException as exc:
+        then = "re-run (its console's keys are read again)" if host.host_keys else "remove the stale entry"
         raise HostKeyMismatch(
             f"host key of {where} does not match the pinned/known key ({exc.key.get_name()}): this is not "
-            f"the machine we created (or it was rebuilt); check the instance, then remove the stale entry"
+            f"the machine we created (or it was rebuilt); check the instance, then {then}"
         ) from None
     except paramiko.SSHException as exc:
         if "not found in known_hosts" in str(exc) or "known_hosts" in str(exc):
