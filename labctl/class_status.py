@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra import autostop, instances, keys, uptime
+from infra import autostop, instances, keys
 from infra import security_group as groups
 from infra.results import DELETED, Result
 from infra.tags import LAB_KEY, STUDENT_KEY, tag_dict
 from labctl import state as lab_state
-from labctl import targets
+from labctl import status_extras, targets
 from labctl.class_report import load_rows, report_paths
 from labctl.classroom import class_filters
 
@@ -71,16 +71,7 @@ def class_status(cloud: targets.Cloud, class_name: str) -> dict | None:
 
 def student_instance(instance: dict) -> dict:
     """A student's instance in `fab status --json`: the summary plus uptime and the auto-stop deadline."""
-    deadline, hours = autostop.recorded_auto_stop(instance)
-    started = uptime.launch_time(instance)
-    exact = uptime.uptime_hours(instance)
-    return dict(
-        instances.summary(instance),
-        launch_time=autostop.format_deadline(started) if started else None,
-        uptime_hours=None if exact is None else round(exact, 2),
-        auto_stop_at=autostop.format_deadline(deadline) if deadline else None,
-        auto_stop_hours=float(hours) if hours else None,
-    )
+    return dict(instances.summary(instance), **status_extras.lifetime_extras(instance))
 
 
 def class_status_lines(data: dict | None) -> list[str]:

@@ -10,16 +10,20 @@ from labctl import connect_help
 
 def instance_extras(instance: dict, key_file: str | None, now: datetime | None = None) -> dict:
     """The extra JSON keys of one described instance (see infra/STATUS-JSON.md)."""
-    started = uptime.launch_time(instance)
-    deadline, hours = autostop.recorded_auto_stop(instance)
     running = instance.get("State", {}).get("Name") == "running"
     address = instance.get("PublicIpAddress") if running else None
+    return dict(lifetime_extras(instance, now), connect=connect_help.connection_info(address, key_file))
+
+
+def lifetime_extras(instance: dict, now: datetime | None = None) -> dict:
+    """Launch time, uptime and the auto-stop deadline of one described instance (class students too)."""
+    started = uptime.launch_time(instance)
+    deadline, hours = autostop.recorded_auto_stop(instance)
     return {
         "launch_time": autostop.format_deadline(started) if started else None,
         "uptime_hours": _rounded(uptime.uptime_hours(instance, now)),
         "auto_stop_at": autostop.format_deadline(deadline) if deadline else None,
         "auto_stop_hours": float(hours) if hours else None,
-        "connect": connect_help.connection_info(address, key_file),
     }
 
 
