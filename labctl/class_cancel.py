@@ -16,9 +16,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Callable, TypeVar
 
-import paramiko
-
-from lab.connect import HostKeyMismatch, open_connection
 from lab.provision import ProvisionOptions as HostOptions
 from lab.remote import Host
 from lab.result import Report as HostReport
@@ -159,24 +156,12 @@ def run_on_host(
 
     Expected failures land in `report.errors` (one line), as in labctl.host_tasks.run_on_hosts.
     """
-    from labctl.host_tasks import connection_lost, forget_pinned_keys
+    from labctl.host_tasks import run_on_one_host
 
-    options = options or HostOptions()
     try:
         scope.check()
-        conn = open_connection(target, ssh_timeout=options.ssh_timeout, trust_new_host=options.trust_new_host)
-    except LabError as exc:
-        if isinstance(exc, HostKeyMismatch) and not dry_run:  # a dry run leaves the state dir alone
-            forget_pinned_keys(target)
+    except StudentInterrupted as exc:
         report.fail_host(target.name, str(exc))
         return report
-    try:
-        with scope.holding(conn):
-            job(Host(conn, target.name, report, dry_run=dry_run))
-    except LabError as exc:
-        report.fail_host(target.name, str(exc))
-    except (paramiko.SSHException, OSError, EOFError) as exc:
-        report.fail_host(target.name, connection_lost(target, exc))
-    finally:
-        conn.close()
+    run_on_one_host(target, job, report, dry_run=dry_run, options=options, guard=scope.holding)
     return report

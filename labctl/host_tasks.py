@@ -7,6 +7,7 @@ as one line and makes the task fail (LabError) after the other hosts have finish
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TextIO
@@ -36,36 +37,51 @@ def run_on_hosts(
     config: Config | None = None,
 ) -> Report:
     """Run `job` on every host in parallel (one Connection each), collecting results in `report`."""
-    options = options or ProvisionOptions()
 
     def one(target: HostTarget) -> None:
-        conn = connect_early.take(target, config)  # opened while the cloud check ran, if it matches
-        try:
-            if conn is None:
-                conn = open_connection(
-                    target,
-                    ssh_timeout=options.ssh_timeout,
-                    trust_new_host=options.trust_new_host,
-                    config=config,
-                )
-        except LabError as exc:
-            if isinstance(exc, HostKeyMismatch):
-                forget_pinned_keys(target)
-            report.fail_host(target.name, str(exc))
-            return
-        try:
-            job(Host(conn, target.name, report, dry_run=dry_run))
-        except LabError as exc:
-            report.fail_host(target.name, str(exc))
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            report.fail_host(target.name, connection_lost(target, exc))
-        finally:
-            conn.close()
+        run_on_one_host(target, job, report, dry_run=dry_run, options=options, config=config)
 
     with ThreadPoolExecutor(max_workers=max(1, min(len(hosts), 8))) as pool:
         list(pool.map(one, hosts))
     connect_early.close_unused()
     return report
+
+
+def run_on_one_host(
+    target: HostTarget,
+    job: HostJob,
+    report: Report,
+    *,
+    dry_run: bool = False,
+    options: ProvisionOptions | None = None,
+    config: Config | None = None,
+    guard: Callable[[Connection], contextlib.AbstractContextManager] | None = None,
+) -> None:
+    """`job` on one host over one Connection, in this thread; expected failures land in `report` (one line).
+
+    `guard(conn)` wraps the job (class mode: a Ctrl-C closes the connection); its LabError is a failure too.
+    """
+    options = options or ProvisionOptions()
+    conn = connect_early.take(target, config)  # opened while the cloud check ran, if it matches
+    try:
+        if conn is None:
+            conn = open_connection(
+                target, ssh_timeout=options.ssh_timeout, trust_new_host=options.trust_new_host, config=config
+            )
+    except LabError as exc:
+        if isinstance(exc, HostKeyMismatch) and not dry_run:  # a dry run leaves the state dir alone
+            forget_pinned_keys(target)
+        report.fail_host(target.name, str(exc))
+        return
+    try:
+        with guard(conn) if guard else contextlib.nullcontext():
+            job(Host(conn, target.name, report, dry_run=dry_run))
+    except LabError as exc:
+        report.fail_host(target.name, str(exc))
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        report.fail_host(target.name, connection_lost(target, exc))
+    finally:
+        conn.close()
 
 
 def forget_pinned_keys(target: HostTarget) -> None:
