@@ -2,7 +2,8 @@
 
 Requests for the EC2 regional archive, mirror.kakao.com or this machine's own Debian mirror are fetched from
 this machine's configured Debian mirror (same path); anything else gets 403. Package files (`.deb`) and
-`by-hash` files never change under their name, so they are cached on disk; index files are always fetched.
+`by-hash` files never change under their name, so they are cached on disk, only when complete (a download
+cut short is fetched again, up to UPSTREAM_ATTEMPTS times); index files are always fetched.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 from sandbox.host import MIRROR_NAMES
 
 DEFAULT_CACHE = Path("/var/cache/labctl/apt")
+UPSTREAM_ATTEMPTS = 3  # a package download the mirror drops is fetched again before apt sees an error
 PASSED_REQUEST_HEADERS = ("If-Modified-Since", "If-None-Match", "Range", "If-Range", "Cache-Control")
 PASSED_RESPONSE_HEADERS = ("Content-Type", "Content-Length", "Last-Modified", "ETag", "Content-Range",
                            "Accept-Ranges")
@@ -111,6 +113,19 @@ class AptProxy:
                 if cache_to is not None:
                     headers.pop("Range", None)
                     headers.pop("If-Range", None)
+                attempts = UPSTREAM_ATTEMPTS if cache_to is not None and not head else 1
+                for attempt in range(1, attempts + 1):
+                    try:
+                        self._fetch(path, head, headers, cache_to)
+                        return
+                    except OSError as error:
+                        if attempt == attempts:
+                            with contextlib.suppress(OSError):
+                                self.send_error(502, f"upstream mirror: {error}")
+                            self.close_connection = True
+
+            def _fetch(self, path: str, head: bool, headers: dict, cache_to: Path | None) -> None:
+                """One upstream request; a package download is stored whole (or raises OSError) first."""
                 conn = http.client.HTTPConnection(proxy.upstream_host, timeout=60)
                 try:
                     conn.request("HEAD" if head else "GET", path, headers=headers)
@@ -120,10 +135,6 @@ class AptProxy:
                         self._send_file(cache_to, head)
                     else:
                         self._pass_through(response, head)
-                except OSError as error:
-                    with contextlib.suppress(OSError):
-                        self.send_error(502, f"upstream mirror: {error}")
-                    self.close_connection = True
                 finally:
                     conn.close()
 
@@ -146,6 +157,9 @@ class AptProxy:
                 try:
                     with open(tmp, "wb") as sink:
                         shutil.copyfileobj(response, sink)
+                    expected = response.getheader("Content-Length")
+                    if expected is not None and tmp.stat().st_size != int(expected):
+                        raise OSError(f"download cut short ({tmp.stat().st_size} of {expected} bytes)")
                     os.replace(tmp, cache_to)
                 finally:
                     with contextlib.suppress(FileNotFoundError):

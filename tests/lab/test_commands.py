@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
-from lab.packages import install_command, update_command
-from lab.remote import as_root, q
+from lab.packages import apt_error, install_command, update_command
+from lab.remote import Output, as_root, q
 from lab.timezone import set_timezone_command
 
 
@@ -31,6 +31,7 @@ def test_install_names_only_the_missing_packages_and_never_upgrades():
     assert command.endswith(" install --no-upgrade --no-install-recommends make")
     assert " upgrade" not in command.replace("--no-upgrade", "")
     assert "DPkg::Lock::Timeout=" in command
+    assert command.count("Acquire::Retries=3") == 2  # update and install both retry a dropped download
 
 
 def test_update_command_is_noninteractive():
@@ -50,3 +51,13 @@ def test_q_keeps_home_expandable_and_quotes_the_rest():
     assert q("~/.vimrc") == "\"$HOME\"/.vimrc"
     assert q("/etc/apt/sources.list") == "/etc/apt/sources.list"
     assert q("a b;rm") == "'a b;rm'"
+
+
+def test_an_apt_failure_is_reported_by_its_first_error_line_which_names_the_cause():
+    stderr = (
+        "E: Failed to fetch http://mirror.kakao.com/ubuntu/pool/main/g/gcc-9/cpp-9.deb  502  Bad Gateway\n"
+        "E: Unable to fetch some archives, maybe run apt-get update or try with --fix-missing?\n"
+    )
+    failed = Output("Reading package lists...\n", stderr, 100)
+    assert apt_error(failed).endswith("cpp-9.deb  502  Bad Gateway")
+    assert apt_error(Output("", "something else broke\n", 1)) == "something else broke"

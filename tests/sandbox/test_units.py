@@ -73,8 +73,9 @@ def test_no_mirror_is_one_clear_error(tmp_path, monkeypatch):
 class FakeMirror:
     """A local HTTP server standing in for the Debian mirror; counts the requests it serves."""
 
-    def __init__(self):
+    def __init__(self, cut_short: int = 0):
         self.requests: list[str] = []
+        self.cut_short = cut_short  # this many first responses stop after half of their body
         mirror_self = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -87,6 +88,10 @@ class FakeMirror:
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                if len(mirror_self.requests) <= mirror_self.cut_short:
+                    self.wfile.write(body[: len(body) // 2])
+                    self.close_connection = True
+                    return
                 self.wfile.write(body)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -137,3 +142,22 @@ def test_proxy_serves_packages_from_its_cache(proxy):
     first, second = fetch_via(apt_proxy, url), fetch_via(apt_proxy, url)
     assert first == second == (200, b"content of /debian/pool/main/m/make-dfsg/make_4.3-4.1_amd64.deb")
     assert len(upstream.requests) == 1
+
+
+@pytest.mark.parametrize("cuts, status", [(1, 200), (5, 502)])
+def test_a_package_download_cut_short_is_fetched_again_and_never_cached_half(tmp_path, cuts, status):
+    upstream = FakeMirror(cut_short=cuts)
+    apt_proxy = AptProxy("127.0.0.1", upstream.url, cache_dir=tmp_path / "cache").start()
+    try:
+        path = "/debian/pool/main/m/make-dfsg/make_4.3-4.1_amd64.deb"
+        got, body = fetch_via(apt_proxy, f"http://mirror.kakao.com{path}")
+        cached = [f.read_bytes() for f in (tmp_path / "cache").rglob("*") if f.is_file()]
+    finally:
+        apt_proxy.stop()
+        upstream.server.shutdown()
+        upstream.server.server_close()
+    assert got == status
+    if status == 200:
+        assert body == cached[0] == f"content of {path}".encode() and len(upstream.requests) == 2
+    else:
+        assert cached == [] and len(upstream.requests) == 3  # UPSTREAM_ATTEMPTS, then apt sees the 502
