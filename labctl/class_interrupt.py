@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-
 from infra import instances
 from infra.tags import STUDENT_KEY, tag_dict
 from labctl import targets
 from labctl.class_report import StudentRow, report_paths
 from labctl.errors import LabInterrupted
-from labctl.interrupts import LOOKUP_TIMEOUT
+from labctl.interrupts import answer_within
 
 
 def existing_by_student(ref) -> dict[str, list[str]]:
@@ -36,18 +34,7 @@ def existing_by_student(ref) -> dict[str, list[str]]:
 
 def _look_up(ref) -> dict[str, list[str]] | str:
     """existing_by_student() within LOOKUP_TIMEOUT seconds, or why not (the API may be what hung)."""
-    outcome: list = []
-
-    def look() -> None:
-        try:
-            outcome.append(existing_by_student(ref))
-        except Exception as exc:  # noqa: BLE001 - any failure here must not mask the interrupt itself
-            outcome.append(type(exc).__name__)
-
-    worker = threading.Thread(target=look, daemon=True)
-    worker.start()
-    worker.join(LOOKUP_TIMEOUT)
-    return outcome[0] if outcome else f"no answer in {LOOKUP_TIMEOUT:g} s"
+    return answer_within(lambda: existing_by_student(ref))
 
 
 def where_it_stopped(row: StudentRow) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Callable, TypeVar
 
 from infra import instances, keys
 from infra import security_group as groups
@@ -28,22 +29,31 @@ def existing_resources(ec2, lab: str) -> list[str]:
 
 
 LOOKUP_TIMEOUT = 10.0
+T = TypeVar("T")
 
 
 def _look_up(ec2, lab: str) -> list[str] | str:
     """existing_resources() within LOOKUP_TIMEOUT seconds, or why not (the API may be what hung)."""
+    return answer_within(lambda: existing_resources(ec2, lab))
+
+
+def answer_within(look: Callable[[], T], timeout: float = LOOKUP_TIMEOUT) -> T | str:
+    """`look()` run on a daemon thread for at most `timeout` seconds; else, or if it raised, why not.
+
+    After a Ctrl-C the API call may be what hung, and no failure here may mask the interrupt itself.
+    """
     outcome: list = []
 
-    def look() -> None:
+    def run() -> None:
         try:
-            outcome.append(existing_resources(ec2, lab))
+            outcome.append(look())
         except Exception as exc:  # noqa: BLE001 - any failure here must not mask the interrupt itself
             outcome.append(type(exc).__name__)
 
-    worker = threading.Thread(target=look, daemon=True)
+    worker = threading.Thread(target=run, daemon=True)
     worker.start()
-    worker.join(LOOKUP_TIMEOUT)
-    return outcome[0] if outcome else f"no answer in {LOOKUP_TIMEOUT:g} s"
+    worker.join(timeout)
+    return outcome[0] if outcome else f"no answer in {timeout:g} s"
 
 
 def _what_exists(ec2, lab: str) -> str:

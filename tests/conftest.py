@@ -7,6 +7,8 @@ import socket
 
 import pytest
 
+from tests.lab.local_sshd import local_sshd
+
 
 def pytest_collection_modifyitems(config, items):
     if os.geteuid() == 0:
@@ -23,3 +25,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture
+def sshd(tmp_path):
+    """A private OpenSSH server on 127.0.0.1 for one test (root only): `tests.lab.local_sshd`."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run a private sshd")
+    with local_sshd(tmp_path) as server:
+        yield server

@@ -7,7 +7,6 @@ error names what exists, and the next run converges.
 from __future__ import annotations
 
 import io
-import os
 import signal
 import threading
 import time
@@ -19,7 +18,6 @@ from lab.result import Report as HostReport
 from labctl import class_cancel, classroom, cloud_tasks
 from labctl.errors import LabInterrupted
 from labctl.roster import Student
-from tests.lab.local_sshd import local_sshd
 
 from .conftest import TEST_CIDR
 from .test_class_cloud import ours
@@ -93,14 +91,6 @@ def wait_for_file(path, timeout: float = 30.0) -> None:
     while not path.exists():
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.05)
-
-
-@pytest.fixture
-def sshd(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("needs root to run a private sshd")
-    with local_sshd(tmp_path) as server:
-        yield server
 
 
 @pytest.mark.root

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 
@@ -13,7 +12,7 @@ from lab.remote import Host
 from lab.result import Report
 from labctl.errors import LabError
 from labctl.hosttarget import HostTarget
-from tests.lab.local_sshd import keygen, local_sshd
+from tests.lab.local_sshd import keygen
 
 
 class OneShotServer:
@@ -90,14 +89,6 @@ def test_host_key_entry_format():
 def test_bad_pinned_key_is_a_lab_error():
     with pytest.raises(LabError, match="cannot read the pinned host key"):
         connect.decode_host_key("ssh-ed25519", "bm90IGEga2V5")
-
-
-@pytest.fixture
-def sshd(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("needs root to run a private sshd")
-    with local_sshd(tmp_path) as server:
-        yield server
 
 
 def target_for(sshd, host_keys=()) -> HostTarget:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 
 import pytest
@@ -12,18 +11,10 @@ from lab import connect_early
 from lab.result import Report
 from labctl import host_tasks
 from labctl.hosttarget import HostTarget
-from tests.lab.local_sshd import keygen, local_sshd
+from tests.lab.local_sshd import keygen
 from tests.speed.test_rerun_counts import counting_ssh
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture
-def sshd(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("needs root to run a private sshd")
-    with local_sshd(tmp_path) as server:
-        yield server
 
 
 @pytest.fixture
