@@ -37,11 +37,11 @@ def _look_up(ec2, lab: str) -> list[str] | str:
     return answer_within(lambda: existing_resources(ec2, lab))
 
 
-def answer_within(look: Callable[[], T], timeout: float = LOOKUP_TIMEOUT) -> T | str:
-    """`look()` run on a daemon thread for at most `timeout` seconds; else, or if it raised, why not.
-
-    After a Ctrl-C the API call may be what hung, and no failure here may mask the interrupt itself.
+def answer_within(look: Callable[[], T], timeout: float | None = None) -> T | str:
+    """`look()` run on a daemon thread for at most `timeout` (default LOOKUP_TIMEOUT) seconds; else, or if
+    it raised, why not. After a Ctrl-C the API call may be what hung, and nothing here may mask the interrupt.
     """
+    timeout = LOOKUP_TIMEOUT if timeout is None else timeout
     outcome: list = []
 
     def run() -> None:
