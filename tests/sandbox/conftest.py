@@ -62,3 +62,23 @@ def sandbox(rootfs, tmp_path_factory) -> Sandbox:
     finally:
         stop_sandbox(state_dir)
         assert control.running_endpoint(state_dir) is None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed sandbox test shows the end of the daemon's log and of each host's console in its report."""
+    outcome = yield
+    report = outcome.get_result()
+    box = item.funcargs.get("sandbox") if report.when == "call" and report.failed else None
+    if isinstance(box, Sandbox):
+        sandbox_dir = control.sandbox_dir(box.state_dir)
+        logs = [sandbox_dir / "daemon.log", *sorted(sandbox_dir.glob("hosts/*/console.log"))]
+        for log in logs:
+            report.sections.append((f"sandbox log {log.relative_to(box.state_dir)}", _tail(log)))
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"(unreadable: {exc})"
