@@ -26,8 +26,24 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+PF_EXITING = 0x4  # /proc/PID/stat flags: the process is exiting (its cmdline already reads empty)
+
+
 def daemon_alive(pid: int) -> bool:
-    return network.pid_alive(pid) and "sandbox.daemon" in _cmdline(pid)
+    """A sandbox daemon runs as `pid`, or is still exiting: until it is reaped, its PID cannot be reused,
+    but its cmdline reads empty while the kernel tears it down."""
+    if not network.pid_alive(pid):
+        return False
+    cmdline = _cmdline(pid)
+    return "sandbox.daemon" in cmdline or (cmdline == "" and _exiting(pid))
+
+
+def _exiting(pid: int) -> bool:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return bool(int(fields[6]) & PF_EXITING)  # field 9 of stat: flags
+    except (OSError, IndexError, ValueError):
+        return False
 
 
 def live_daemons() -> dict[int, str]:
