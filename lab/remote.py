@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import secrets
 import shlex
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,17 +51,25 @@ class Host:
     def run(self, command: str, *, check: bool = False, timeout: int = COMMAND_TIMEOUT) -> Output:
         """Run a shell command as the login user; never echo it or its output to the terminal."""
         self.count_command()
+        started = time.monotonic()
         try:
             result = self.conn.run(command, hide=True, warn=True, in_stream=False, timeout=timeout)
         except CommandTimedOut:
-            raise LabError(
-                f"{self.name}: `{short(command)}` did not finish within {timeout} s; "
-                f"look at the host (is apt or cloud-init stuck?) and re-run"
-            ) from None
+            raise self._timed_out(command, timeout) from None
         out = Output(result.stdout, result.stderr, result.exited)
+        if not out.ok and time.monotonic() - started >= timeout:
+            # invoke's timer killed it but was still running when invoke asked it (a race under load),
+            # so the result came back as a plain failure instead of CommandTimedOut
+            raise self._timed_out(command, timeout)
         if check and not out.ok:
             raise LabError(f"{self.name}: `{short(command)}` failed (exit {out.exited}): {last_line(out)}")
         return out
+
+    def _timed_out(self, command: str, timeout: int) -> LabError:
+        return LabError(
+            f"{self.name}: `{short(command)}` did not finish within {timeout} s; "
+            f"look at the host (is apt or cloud-init stuck?) and re-run"
+        )
 
     def count_command(self) -> None:
         """Count one remote command (and a reconnect, if Fabric must open the connection again)."""

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import subprocess
+import time
+from types import SimpleNamespace
+
+import pytest
 
 from lab.packages import apt_error, install_command, update_command
-from lab.remote import Output, as_root, q
+from lab.remote import Host, Output, as_root, q
+from lab.result import Report as HostReport
 from lab.timezone import set_timezone_command
+from labctl.errors import LabError
 
 
 def test_timedatectl_under_systemd():
@@ -61,3 +67,25 @@ def test_an_apt_failure_is_reported_by_its_first_error_line_which_names_the_caus
     failed = Output("Reading package lists...\n", stderr, 100)
     assert apt_error(failed).endswith("cpp-9.deb  502  Bad Gateway")
     assert apt_error(Output("", "something else broke\n", 1)) == "something else broke"
+
+
+class SlowFailingConnection:
+    """Fabric as invoke's timer race leaves it: the command was killed at the timeout, but the result
+    came back as a plain failure instead of CommandTimedOut."""
+
+    user = "ubuntu"
+    is_connected = True
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def run(self, command: str, **options):
+        time.sleep(self.seconds)
+        return SimpleNamespace(stdout="", stderr="", exited=-1)
+
+
+def test_a_command_killed_at_its_timeout_is_a_timeout_even_without_command_timed_out():
+    with pytest.raises(LabError, match="`sleep 30` did not finish within 1 s"):
+        Host(SlowFailingConnection(1.05), "racy", HostReport()).run("sleep 30", timeout=1)
+    quick = Host(SlowFailingConnection(0), "racy", HostReport()).run("false", timeout=1)
+    assert quick.exited == -1  # a quick failure stays an ordinary failure
