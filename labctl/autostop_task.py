@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
+from typing import Callable
 
 from infra import autostop, instances, uptime
 from infra.errors import aws_errors
+from infra.results import Result
 from lab import autostop as host_autostop
 from lab.provision import ProvisionOptions as HostOptions
+from lab.remote import Host
 from lab.result import Report as HostReport
 from labctl import host_tasks, targets
 from labctl.output import Report
@@ -58,25 +61,29 @@ def _cloud_half(
     deadlines: dict[str, datetime | None] = {}
     with aws_errors():
         for instance in instances.find_instances(cloud.ec2, lab, ["running"]):
-            if hours == autostop.OFF:
-                report.add([autostop.remove_deadline_tags(cloud.ec2, instance, dry_run)])
-                deadlines[instance["InstanceId"]] = None
-                continue
-            results, deadline = autostop.ensure_auto_stop(cloud.ec2, instance, hours, now, dry_run)
+            results, deadline = cloud_half(cloud.ec2, instance, hours, dry_run, now)
             report.add(results)
             deadlines[instance["InstanceId"]] = deadline
     return deadlines
 
 
-def _host_job(deadlines: dict[str, datetime | None]):
-    def job(host) -> None:
-        deadline = deadlines[host.name]
+def cloud_half(ec2, instance: dict, hours: float, dry_run: bool = False,
+               now: datetime | None = None) -> tuple[list[Result], datetime | None]:
+    """Shutdown behaviour and deadline tags of one instance (or with OFF the tags removed)."""
+    if hours == autostop.OFF:
+        return [autostop.remove_deadline_tags(ec2, instance, dry_run)], None
+    return autostop.ensure_auto_stop(ec2, instance, hours, now or uptime.utcnow(), dry_run)
+
+
+def host_step(deadline: datetime | None) -> Callable[[Host], None]:
+    """The host half for a Host: schedule the shutdown at `deadline`, or cancel it (None)."""
+    def step(host: Host) -> None:
         if deadline is None:
             host_autostop.cancel_auto_stop(host)
         else:
             host_autostop.auto_stop(host, int(deadline.timestamp()), autostop.format_deadline(deadline))
 
-    return job
+    return step
 
 
 def _host_half(
@@ -87,5 +94,6 @@ def _host_half(
 ) -> None:
     hosts = [h for h in targets.host_targets(cloud=cloud) if h.instance_id in deadlines]
     report = HostReport(live=sys.stdout)
-    host_tasks.run_on_hosts(hosts, _host_job(deadlines), report, dry_run=dry_run, options=host_options)
+    host_tasks.run_on_hosts(hosts, lambda host: host_step(deadlines[host.name])(host), report,
+                            dry_run=dry_run, options=host_options)
     host_tasks.fail_if_errors(report, "auto-stop")

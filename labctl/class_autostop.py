@@ -14,14 +14,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
-from infra import autostop, instances, uptime
+from infra import autostop, instances
 from infra.errors import aws_errors
-from infra.results import Result
 from lab import autostop as host_autostop
-from lab.remote import Host
 from lab.result import CHANGED, WOULD_CHANGE
 from lab.result import Report as HostReport
 from labctl import targets
+from labctl.autostop_task import cloud_half, host_step
 from labctl.class_cancel import run_bounded, run_on_host
 from labctl.class_report import StudentRow
 from labctl.errors import LabError
@@ -91,25 +90,6 @@ def _auto_stop_lines(run, student: Student, hours: float, row: StudentRow) -> li
 def auto_stop_text(deadline: datetime | None, hours: float) -> str:
     """The report's `auto_stop` value: `2026-11-26T21:30:00Z (2 h)`, or `off`."""
     return f"{autostop.format_deadline(deadline)} ({autostop.hours_text(hours)} h)" if deadline else "off"
-
-
-def cloud_half(ec2, instance: dict, hours: float, dry_run: bool = False,
-               now: datetime | None = None) -> tuple[list[Result], datetime | None]:
-    """Shutdown behaviour and deadline tags of one instance (or with OFF the tags removed)."""
-    if hours == autostop.OFF:
-        return [autostop.remove_deadline_tags(ec2, instance, dry_run)], None
-    return autostop.ensure_auto_stop(ec2, instance, hours, now or uptime.utcnow(), dry_run)
-
-
-def host_step(deadline: datetime | None):
-    """The host half for a Host: schedule the shutdown at `deadline`, or cancel it (None)."""
-    def step(host: Host) -> None:
-        if deadline is None:
-            host_autostop.cancel_auto_stop(host)
-        else:
-            host_autostop.auto_stop(host, int(deadline.timestamp()), autostop.format_deadline(deadline))
-
-    return step
 
 
 def _host_half(run, instance: dict, row: StudentRow, deadline: datetime | None) -> list[str]:

@@ -29,7 +29,7 @@ from lab.result import WOULD_CHANGE
 from lab.result import Report as HostReport
 from labctl import classroom, targets
 from labctl import state as lab_state
-from labctl.class_autostop import cloud_half, host_step
+from labctl.autostop_task import cloud_half, host_step
 from labctl.class_cancel import run_bounded, run_on_host
 from labctl.class_report import StudentRow
 from labctl.errors import LabError, LabInterrupted
