@@ -194,7 +194,12 @@ def deploy_echo(c, server="c", concurrent=False, dry_run=False, json=False, trus
 
     hosts, config = host_tasks.task_hosts(c)
     host_tasks.deploy_echo(
-        hosts, server, concurrent, dry_run, as_json=json, config=config,
+        hosts,
+        server,
+        concurrent,
+        dry_run,
+        as_json=json,
+        config=config,
         options=ProvisionOptions(trust_new_host=trust_new_host),
     )
 

@@ -65,8 +65,10 @@ def provision_class(state_dir: str, labs: int, parallel: int, *extra: str) -> fl
     done = fab(state_dir, "provision", "--target", "sandbox", *options)
     elapsed = time.monotonic() - start
     if done.returncode != 0:
-        sys.exit(f"fab provision --count {labs} {' '.join(extra)} failed:\n{done.stdout[-3000:]}"
-                 f"{done.stderr[-2000:]}")
+        sys.exit(
+            f"fab provision --count {labs} {' '.join(extra)} failed:\n{done.stdout[-3000:]}"
+            f"{done.stderr[-2000:]}"
+        )
     return elapsed
 
 
@@ -105,10 +107,14 @@ def main() -> None:
     print(f"  {args.labs} labs:   {many.wall:6.1f} s  (fab provision --count {args.labs})")
     print(f"             mean per phase: {many.phases}; machine CPU {many.cpu:.1f} s")
     print(f"  ratio:     {ratio:6.2f}x  ({verdict} the target of ≤ {TARGET_RATIO:.0f}x)")
-    print(f"  CPU floor: {floor:6.1f} s  ({many.cpu:.0f} CPU s / {cpus} CPUs: no schedule of {args.labs} "
-          f"labs on this machine is faster; {floor / one.wall:.2f}x the 1-lab time)")
-    print(f"  converged re-run with --all: 1 lab {one.rerun:.1f} s, {args.labs} labs {many.rerun:.1f} s, "
-          f"ratio {many.rerun / one.rerun:.2f}x (class mode's own work, no instance-side work)")
+    print(
+        f"  CPU floor: {floor:6.1f} s  ({many.cpu:.0f} CPU s / {cpus} CPUs: no schedule of {args.labs} "
+        f"labs on this machine is faster; {floor / one.wall:.2f}x the 1-lab time)"
+    )
+    print(
+        f"  converged re-run with --all: 1 lab {one.rerun:.1f} s, {args.labs} labs {many.rerun:.1f} s, "
+        f"ratio {many.rerun / one.rerun:.2f}x (class mode's own work, no instance-side work)"
+    )
 
 
 if __name__ == "__main__":

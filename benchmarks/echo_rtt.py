@@ -57,6 +57,7 @@ class Latencies:
 
 # ------------------------------------------------------------------ servers
 
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -100,6 +101,7 @@ def running(command: list[str]):
 
 # ------------------------------------------------------------------ drivers
 
+
 def connect(port: int) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=REPLY_TIMEOUT)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -138,8 +140,13 @@ def c_client_run(client: Path, port: int, lines: Path, count: int) -> float:
     """Feed `count` lines to the C echo_client (sequential round trips); returns round trips per second."""
     with open(lines, "rb") as stdin:
         start = time.perf_counter()
-        subprocess.run([str(client), "127.0.0.1", str(port)], stdin=stdin, stdout=subprocess.DEVNULL,
-                       check=True, timeout=120)
+        subprocess.run(
+            [str(client), "127.0.0.1", str(port)],
+            stdin=stdin,
+            stdout=subprocess.DEVNULL,
+            check=True,
+            timeout=120,
+        )
         return count / (time.perf_counter() - start)
 
 
@@ -152,8 +159,9 @@ def open_clients(port: int, count: int) -> list[socket.socket]:
     return clients
 
 
-def collect_replies(selector: selectors.BaseSelector, pending: dict, result: Latencies, deadline: float
-                    ) -> None:
+def collect_replies(
+    selector: selectors.BaseSelector, pending: dict, result: Latencies, deadline: float
+) -> None:
     """Read replies until none are pending (or the deadline passes); record each client's latency."""
     while pending and time.perf_counter() < deadline:
         for key, _ in selector.select(timeout=max(0.0, deadline - time.perf_counter())):
@@ -235,6 +243,7 @@ def paced(clients: list[socket.socket], rate: float, seconds: float) -> Latencie
 
 # ------------------------------------------------------------------ report
 
+
 def raise_fd_limit(needed: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < needed:
@@ -249,8 +258,9 @@ def micros(seconds: float) -> str:
     return f"{seconds * 1e6:,.0f} µs"
 
 
-def measure_single(servers: dict[str, list[str]], args: argparse.Namespace, build: Path
-                   ) -> dict[str, tuple[float, float, float, float]]:
+def measure_single(
+    servers: dict[str, list[str]], args: argparse.Namespace, build: Path
+) -> dict[str, tuple[float, float, float, float]]:
     """Best of RUNS_PER_SERVER alternating runs per server.
 
     Returns {name: (round trips/s with the Python driver, its median round trip, round trips/s with the
@@ -271,19 +281,24 @@ def measure_single(servers: dict[str, list[str]], args: argparse.Namespace, buil
     return {name: (*max(runs[name]), max(c_runs[name]), min(cpu[name])) for name in servers}
 
 
-def report_concurrent(name: str, result: Latencies, base_rtt: float, reference_p99: float | None = None
-                      ) -> None:
+def report_concurrent(
+    name: str, result: Latencies, base_rtt: float, reference_p99: float | None = None
+) -> None:
     """Print p50/p99/errors; for runs with a reference (the judged ones) also whether the target is met."""
     p50, p99 = result.percentile(0.50), result.percentile(0.99)
     ratio = p99 / base_rtt
     ok = result.errors == 0 and ratio <= 20
-    print(f"  {name:<44} p50 {micros(p50):>9}  p99 {micros(p99):>9}  round trips {len(result.samples):>6,}  "
-          f"errors {result.errors}  skipped {result.skipped}")
+    print(
+        f"  {name:<44} p50 {micros(p50):>9}  p99 {micros(p99):>9}  round trips {len(result.samples):>6,}  "
+        f"errors {result.errors}  skipped {result.skipped}"
+    )
     if reference_p99 is None:
         print(f"  {'':<44} p99 = {ratio:,.1f}x single-client round trip  (this machine's noise; not judged)")
         return
-    print(f"  {'':<44} p99 = {ratio:,.1f}x single-client round trip  "
-          f"(target <= 20x, 0 errors: {verdict(ok)}); {p99 / reference_p99:,.1f}x the 1-client paced p99")
+    print(
+        f"  {'':<44} p99 = {ratio:,.1f}x single-client round trip  "
+        f"(target <= 20x, 0 errors: {verdict(ok)}); {p99 / reference_p99:,.1f}x the 1-client paced p99"
+    )
 
 
 def measure_concurrent(command: list[str], args: argparse.Namespace, base_rtt: float) -> None:
@@ -300,10 +315,18 @@ def measure_concurrent(command: list[str], args: argparse.Namespace, base_rtt: f
         clients = open_clients(port, args.clients)
         try:
             burst(clients, 1)  # warm-up: every connection accepted and used once
-            report_concurrent(f"{args.clients} clients, paced ({args.paced_rate:,.0f}/s overall)",
-                              paced(clients, args.paced_rate, args.seconds), base_rtt, reference_p99)
-            report_concurrent(f"{args.clients} clients, burst (all at once, {args.burst_rounds} rounds)",
-                              burst(clients, args.burst_rounds), base_rtt, reference_p99)
+            report_concurrent(
+                f"{args.clients} clients, paced ({args.paced_rate:,.0f}/s overall)",
+                paced(clients, args.paced_rate, args.seconds),
+                base_rtt,
+                reference_p99,
+            )
+            report_concurrent(
+                f"{args.clients} clients, burst (all at once, {args.burst_rounds} rounds)",
+                burst(clients, args.burst_rounds),
+                base_rtt,
+                reference_p99,
+            )
         finally:
             for sock in clients:
                 sock.close()
@@ -332,20 +355,29 @@ def main() -> int:
             "Python server --concurrent": [*server_py, "--concurrent"],
             "C server with poll": [str(Path(build) / "echo_server_poll")],
         }
-        print(f"echo_rtt: loopback 127.0.0.1, {len(MESSAGE)}-byte lines, Python {sys.version.split()[0]}, "
-              f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} before the run")
-        print(f"single client: sequential round trips, best of {RUNS_PER_SERVER} alternating runs "
-              f"of <= {args.seconds:g} s")
+        print(
+            f"echo_rtt: loopback 127.0.0.1, {len(MESSAGE)}-byte lines, Python {sys.version.split()[0]}, "
+            f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} before the run"
+        )
+        print(
+            f"single client: sequential round trips, best of {RUNS_PER_SERVER} alternating runs "
+            f"of <= {args.seconds:g} s"
+        )
         single = measure_single(servers, args, Path(build))
-        print(f"  {'':<28} {'Python driver':>16} {'(median rtt)':>12} {'C echo_client':>16} "
-              f"{'server CPU':>14}")
+        print(
+            f"  {'':<28} {'Python driver':>16} {'(median rtt)':>12} {'C echo_client':>16} {'server CPU':>14}"
+        )
         for name, (rate, rtt, c_rate, cpu) in single.items():
-            print(f"  {name:<28} {rate:>10,.0f} rt/s {micros(rtt):>12} {c_rate:>11,.0f} rt/s "
-                  f"{cpu * 1e6:>7.1f} µs/rt")
+            print(
+                f"  {name:<28} {rate:>10,.0f} rt/s {micros(rtt):>12} {c_rate:>11,.0f} rt/s "
+                f"{cpu * 1e6:>7.1f} µs/rt"
+            )
         ratio = single["Python server"][0] / single["C server"][0]
         c_ratio = single["Python server"][2] / single["C server"][2]
-        print(f"  Python / C = {ratio:.2f}x with the Python driver, {c_ratio:.2f}x with the C echo_client  "
-              f"(target >= 0.8x: {verdict(min(ratio, c_ratio) >= 0.8)})")
+        print(
+            f"  Python / C = {ratio:.2f}x with the Python driver, {c_ratio:.2f}x with the C echo_client  "
+            f"(target >= 0.8x: {verdict(min(ratio, c_ratio) >= 0.8)})"
+        )
 
         for name in ("Python server --concurrent", "C server with poll"):
             base_rtt = single[name][1]

@@ -87,18 +87,24 @@ def one_job(work: Path) -> dict[str, tuple[float, str]]:
 
 
 def report(jobs: list[dict[str, tuple[float, str]]], cache_before: int) -> None:
-    print(f"main job on the sandbox, {len(jobs)} run(s); apt cache before: {cache_before / 1e6:.0f} MB "
-          f"({'warm' if cache_before else 'cold'}); load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"main job on the sandbox, {len(jobs)} run(s); apt cache before: {cache_before / 1e6:.0f} MB "
+        f"({'warm' if cache_before else 'cold'}); load average {os.getloadavg()[0]:.1f}"
+    )
     totals = [sum(seconds for seconds, _ in job.values()) for job in jobs]
     for name, *_ in TASKS:
         values = [job[name][0] for job in jobs]
         counts = jobs[-1][name][1]
-        print(f"  fab {name:<12} median {statistics.median(values):6.2f} s   best {min(values):6.2f} s"
-              + (f"   {counts}" if counts else ""))
+        print(
+            f"  fab {name:<12} median {statistics.median(values):6.2f} s   best {min(values):6.2f} s"
+            + (f"   {counts}" if counts else "")
+        )
     total = statistics.median(totals)
     verdict = "met" if total <= TARGET_SECONDS else "MISSED"
-    print(f"  total            median {total:6.2f} s   best {min(totals):6.2f} s   "
-          f"target <= {TARGET_SECONDS:.0f} s: {verdict}")
+    print(
+        f"  total            median {total:6.2f} s   best {min(totals):6.2f} s   "
+        f"target <= {TARGET_SECONDS:.0f} s: {verdict}"
+    )
 
 
 def main() -> int:

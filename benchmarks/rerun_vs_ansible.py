@@ -135,20 +135,33 @@ class Bench:
         known_hosts.write_text("".join(f"{entry} {kind} {key}\n" for kind, key in host.host_keys))
         template = Template((ANSIBLE_DIR / "inventory.ini.template").read_text())
         inventory = self.work / "inventory.ini"
-        inventory.write_text(template.substitute(
-            address=host.address, key_file=host.key_file, known_hosts=known_hosts, echo_dir=PROJECT / "echo"))
+        inventory.write_text(
+            template.substitute(
+                address=host.address,
+                key_file=host.key_file,
+                known_hosts=known_hosts,
+                echo_dir=PROJECT / "echo",
+            )
+        )
         return inventory
 
     def ansible(self, inventory: Path, *flags: str) -> tuple[float, str, int]:
         """One playbook run with a fresh control dir; its time, output and TCP connections made."""
         self.ansible_runs += 1
         control_dir = self.work / f"cp{self.ansible_runs}"
-        env = dict(self.env, ANSIBLE_CONFIG=str(ANSIBLE_DIR / "ansible.cfg"),
-                   ANSIBLE_SSH_CONTROL_PATH_DIR=str(control_dir), ANSIBLE_LOCAL_TEMP=str(self.work / "tmp"),
-                   ANSIBLE_HOME=str(self.work / "ansible-home"))
+        env = dict(
+            self.env,
+            ANSIBLE_CONFIG=str(ANSIBLE_DIR / "ansible.cfg"),
+            ANSIBLE_SSH_CONTROL_PATH_DIR=str(control_dir),
+            ANSIBLE_LOCAL_TEMP=str(self.work / "tmp"),
+            ANSIBLE_HOME=str(self.work / "ansible-home"),
+        )
         try:
-            seconds, output = run([self.playbook, "-i", str(inventory), *flags, str(ANSIBLE_DIR / "lab.yml")],
-                                  env, cwd=self.work)
+            seconds, output = run(
+                [self.playbook, "-i", str(inventory), *flags, str(ANSIBLE_DIR / "lab.yml")],
+                env,
+                cwd=self.work,
+            )
         finally:
             sockets = stop_control_masters(control_dir)
         return seconds, output, sockets
@@ -161,8 +174,9 @@ def stop_control_masters(control_dir: Path) -> int:
     """Ask each OpenSSH control master of a run to exit; returns how many there were."""
     sockets = list(control_dir.glob("*")) if control_dir.is_dir() else []
     for socket_path in sockets:
-        subprocess.run(["ssh", "-O", "exit", "-o", f"ControlPath={socket_path}", "lab"],
-                       capture_output=True, timeout=30)
+        subprocess.run(
+            ["ssh", "-O", "exit", "-o", f"ControlPath={socket_path}", "lab"], capture_output=True, timeout=30
+        )
     return len(sockets)
 
 
@@ -196,13 +210,17 @@ def report(sides: list[Side], runs: int, setup: float, converge: float) -> None:
     for side in sides:
         print("  " + side.row())
     ratio = ansible.median / two.median
-    print(f"ratio ansible / labctl (two processes): {ratio:.1f}x (median); "
-          f"single process: {ansible.median / one.median:.1f}x")
+    print(
+        f"ratio ansible / labctl (two processes): {ratio:.1f}x (median); "
+        f"single process: {ansible.median / one.median:.1f}x"
+    )
     for side in (two, one):
         fast_enough = "met" if side.median <= TARGET_SECONDS else "MISSED"
         ratio_met = "met" if ansible.median / side.median >= TARGET_RATIO else "MISSED"
-        print(f"{side.name}: target <= {TARGET_SECONDS:.0f} s {fast_enough}, "
-              f">= {TARGET_RATIO:.0f}x faster than ansible {ratio_met}")
+        print(
+            f"{side.name}: target <= {TARGET_SECONDS:.0f} s {fast_enough}, "
+            f">= {TARGET_RATIO:.0f}x faster than ansible {ratio_met}"
+        )
 
 
 def main() -> int:

@@ -33,8 +33,9 @@ def port_open(address: str, port: int = 22) -> bool:
 
 def time_to_ssh(ec2, ami: str, group_id: str, count: int) -> float:
     """Seconds from run_instances returning until every new host's port 22 accepts connections."""
-    instances = ec2.run_instances(ImageId=ami, InstanceType="t2.micro", MinCount=count, MaxCount=count,
-                                  SecurityGroupIds=[group_id])["Instances"]
+    instances = ec2.run_instances(
+        ImageId=ami, InstanceType="t2.micro", MinCount=count, MaxCount=count, SecurityGroupIds=[group_id]
+    )["Instances"]
     started = time.monotonic()
     waiting = {i["PublicIpAddress"] for i in instances}
     while waiting and time.monotonic() - started < GIVE_UP:
@@ -54,16 +55,20 @@ def main() -> int:
         ec2 = sandbox_client(control.ensure_running(state_dir))
         group_id = ec2.create_security_group(GroupName="bench", Description="bench")["GroupId"]
         operator = [{"CidrIp": control.SANDBOX_SSH_CIDR}]
-        ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[{
-            "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": operator}])
+        ec2.authorize_security_group_ingress(
+            GroupId=group_id,
+            IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": operator}],
+        )
         ami = canonical_focal_ami(ec2)
         failed = False
         for count, target in TARGETS.items():
             elapsed = time_to_ssh(ec2, ami, group_id, count)
             verdict = "ok" if elapsed <= target else "SLOW"
             failed |= elapsed > target
-            print(f"{count:2d} host(s): SSH port open {elapsed:.2f} s after run_instances "
-                  f"(target ≤ {target:.0f} s) {verdict}")
+            print(
+                f"{count:2d} host(s): SSH port open {elapsed:.2f} s after run_instances "
+                f"(target ≤ {target:.0f} s) {verdict}"
+            )
         return 1 if failed else 0
     finally:
         stop_sandbox(state_dir)

@@ -53,10 +53,20 @@ def port_number(value: str) -> int:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="TCP echo client of the network-programming lab.")
-    parser.add_argument("ip", nargs="?", type=ipv4_address, default=DEFAULT_IP,
-                        help=f"server IPv4 address (default {DEFAULT_IP})")
-    parser.add_argument("port", nargs="?", type=port_number, default=DEFAULT_PORT,
-                        help=f"server TCP port (default {DEFAULT_PORT})")
+    parser.add_argument(
+        "ip",
+        nargs="?",
+        type=ipv4_address,
+        default=DEFAULT_IP,
+        help=f"server IPv4 address (default {DEFAULT_IP})",
+    )
+    parser.add_argument(
+        "port",
+        nargs="?",
+        type=port_number,
+        default=DEFAULT_PORT,
+        help=f"server TCP port (default {DEFAULT_PORT})",
+    )
     return parser.parse_args(argv)
 
 

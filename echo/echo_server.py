@@ -60,10 +60,18 @@ def port_number(value: str) -> int:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="TCP echo server of the network-programming lab.")
-    parser.add_argument("port", nargs="?", type=port_number, default=DEFAULT_PORT,
-                        help=f"TCP port to listen on (default {DEFAULT_PORT})")
-    parser.add_argument("--concurrent", action="store_true",
-                        help="serve many clients at once (selectors) instead of one at a time")
+    parser.add_argument(
+        "port",
+        nargs="?",
+        type=port_number,
+        default=DEFAULT_PORT,
+        help=f"TCP port to listen on (default {DEFAULT_PORT})",
+    )
+    parser.add_argument(
+        "--concurrent",
+        action="store_true",
+        help="serve many clients at once (selectors) instead of one at a time",
+    )
     return parser.parse_args(argv)
 
 
@@ -91,6 +99,7 @@ def listening_socket(port: int, backlog: int) -> socket.socket | None:
 
 
 # ---------------------------------------------------------------- one client at a time (like the C code)
+
 
 def serve_client(client: socket.socket) -> None:
     """The C server's inner loop for one connected client; returns when that client is done."""
@@ -132,6 +141,7 @@ def serve_iteratively(server: socket.socket) -> int:
 
 
 # ---------------------------------------------------------------- many clients at once (--concurrent)
+
 
 class Client:
     """One connected client in the concurrent server: its socket and the echo bytes not yet sent."""

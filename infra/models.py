@@ -20,13 +20,31 @@ import os
 from pathlib import Path
 
 OPERATIONS = {
-    "ec2": frozenset({
-        "AuthorizeSecurityGroupIngress", "CreateKeyPair", "CreateSecurityGroup", "CreateTags",
-        "DeleteKeyPair", "DeleteSecurityGroup", "DeleteTags", "DescribeImages", "DescribeInstanceAttribute",
-        "DescribeInstances", "DescribeKeyPairs", "DescribeSecurityGroups", "DescribeVpcs",
-        "GetConsoleOutput", "ImportKeyPair", "ModifyInstanceAttribute", "RevokeSecurityGroupIngress",
-        "RunInstances", "StartInstances", "StopInstances", "TerminateInstances",
-    }),
+    "ec2": frozenset(
+        {
+            "AuthorizeSecurityGroupIngress",
+            "CreateKeyPair",
+            "CreateSecurityGroup",
+            "CreateTags",
+            "DeleteKeyPair",
+            "DeleteSecurityGroup",
+            "DeleteTags",
+            "DescribeImages",
+            "DescribeInstanceAttribute",
+            "DescribeInstances",
+            "DescribeKeyPairs",
+            "DescribeSecurityGroups",
+            "DescribeVpcs",
+            "GetConsoleOutput",
+            "ImportKeyPair",
+            "ModifyInstanceAttribute",
+            "RevokeSecurityGroupIngress",
+            "RunInstances",
+            "StartInstances",
+            "StopInstances",
+            "TerminateInstances",
+        }
+    ),
     "ssm": frozenset({"GetParameter"}),
 }
 MODEL_TYPE = "service-2"

@@ -124,8 +124,12 @@ def _whole_model_client(
     whole.register_component("data_loader", botocore_loader())
     _ignore_profile(whole)  # everything it needs is given below
     return whole.create_client(
-        service, region_name=region, endpoint_url=endpoint_url, config=retry_config(),
-        aws_access_key_id=credentials.access_key, aws_secret_access_key=credentials.secret_key,
+        service,
+        region_name=region,
+        endpoint_url=endpoint_url,
+        config=retry_config(),
+        aws_access_key_id=credentials.access_key,
+        aws_secret_access_key=credentials.secret_key,
         aws_session_token=credentials.token,
     )
 

@@ -222,7 +222,7 @@ def render_unit(user: str, home: str, command: str) -> str:
 
 def supervisor_script(command: str) -> str:
     """A detached shell loop that runs `command` and restarts it if it exits; pid file and log alongside."""
-    loop = f"while :; do {command}; echo \"labctl: server exited ($?), restarting\"; sleep 1; done"
+    loop = f'while :; do {command}; echo "labctl: server exited ($?), restarting"; sleep 1; done'
     # Only the simple command is put in the background: a backgrounded `cd && ...` list would leave a
     # subshell holding the SSH channel's stdout open, and the remote command would never end.
     return (
@@ -248,7 +248,7 @@ def supervised_alive_script() -> str:
     """Exit 0 when the pid file names a live (not zombie) process."""
     pid_file = f'"$HOME"/{REMOTE_DIR}/{PID_FILE}'
     return (
-        f"pid=$(cat {pid_file} 2>/dev/null) && [ -n \"$pid\" ] && kill -0 \"$pid\" 2>/dev/null "
+        f'pid=$(cat {pid_file} 2>/dev/null) && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null '
         "&& ! grep -q '^[^)]*) Z' /proc/$pid/stat"
     )
 
@@ -271,8 +271,11 @@ def echo_service(host: Host, command: str, program_changed: bool, found: DeployF
         if restart and not host.dry_run:
             if unit_changed:
                 host.write_file(UNIT_PATH, unit, sudo=True)
-            host.sudo(f"systemctl daemon-reload && systemctl enable --quiet {UNIT_NAME} && "
-                      f"systemctl stop {UNIT_NAME}", check=True)
+            host.sudo(
+                f"systemctl daemon-reload && systemctl enable --quiet {UNIT_NAME} && "
+                f"systemctl stop {UNIT_NAME}",
+                check=True,
+            )
             refuse_busy_port(host)
             host.sudo(f"systemctl start {UNIT_NAME}", check=True)
     else:

@@ -123,9 +123,7 @@ def sectioned_script(sections: dict[str, str], boundary: str) -> str:
     parts = []
     for name, command in sections.items():
         parts.append(
-            f"printf '%s\\n' '{boundary}:{name}'\n"
-            f"{{ {command}\n}}\n"
-            f"printf '\\n%s\\n' \"{boundary}:exit:$?\""
+            f"printf '%s\\n' '{boundary}:{name}'\n{{ {command}\n}}\nprintf '\\n%s\\n' \"{boundary}:exit:$?\""
         )
     return "\n".join(parts)
 

@@ -71,8 +71,7 @@ def lock_wait_command(user: str, seconds: int = LOCK_WAIT_SECONDS) -> str:
     """The lock wait as root where `fuser` exists (sudo's complaints on stdout), else exit 127."""
     wait = as_root(f"{SBIN_PATH}; " + lock_wait_script(seconds), user)
     return (
-        f"if {SBIN_PATH} command -v fuser >/dev/null 2>&1; then {wait} 2>&1; "
-        f"else (exit {NOT_INSTALLED}); fi"
+        f"if {SBIN_PATH} command -v fuser >/dev/null 2>&1; then {wait} 2>&1; else (exit {NOT_INSTALLED}); fi"
     )
 
 

@@ -18,8 +18,14 @@ def finish_provision(
 
         ref = resolve_lab(options.target, options.region, options.name)
         autostop_task.apply_auto_stop(
-            ref.target, ref.region, ref.lab, options.auto_stop, report,
-            dry_run=options.dry_run, cloud_only=options.cloud_only, host_options=host_options,
+            ref.target,
+            ref.region,
+            ref.lab,
+            options.auto_stop,
+            report,
+            dry_run=options.dry_run,
+            cloud_only=options.cloud_only,
+            host_options=host_options,
         )
 
 

@@ -70,8 +70,9 @@ def _forget_recorded_lab(labs: dict, target: str, region: str) -> None:
         lab_state.save_state({k: recorded.get(k) for k in ("target", "region", "lab", "endpoint")})
 
 
-def teardown_all_labs(target: str | None = None, region: str | None = None,
-                      report: Report | None = None) -> list[Result]:
+def teardown_all_labs(
+    target: str | None = None, region: str | None = None, report: Report | None = None
+) -> list[Result]:
     """List every lab of ours in the region, then remove them all; says so when there is none."""
     from labctl.cloud_tasks import resolve_lab
 

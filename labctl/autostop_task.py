@@ -67,8 +67,9 @@ def _cloud_half(
     return deadlines
 
 
-def cloud_half(ec2, instance: dict, hours: float, dry_run: bool = False,
-               now: datetime | None = None) -> tuple[list[Result], datetime | None]:
+def cloud_half(
+    ec2, instance: dict, hours: float, dry_run: bool = False, now: datetime | None = None
+) -> tuple[list[Result], datetime | None]:
     """Shutdown behaviour and deadline tags of one instance (or with OFF the tags removed)."""
     if hours == autostop.OFF:
         return [autostop.remove_deadline_tags(ec2, instance, dry_run)], None
@@ -77,6 +78,7 @@ def cloud_half(ec2, instance: dict, hours: float, dry_run: bool = False,
 
 def host_step(deadline: datetime | None) -> Callable[[Host], None]:
     """The host half for a Host: schedule the shutdown at `deadline`, or cancel it (None)."""
+
     def step(host: Host) -> None:
         if deadline is None:
             host_autostop.cancel_auto_stop(host)
@@ -94,6 +96,11 @@ def _host_half(
 ) -> None:
     hosts = [h for h in targets.host_targets(cloud=cloud) if h.instance_id in deadlines]
     report = HostReport(live=sys.stdout)
-    host_tasks.run_on_hosts(hosts, lambda host: host_step(deadlines[host.name])(host), report,
-                            dry_run=dry_run, options=host_options)
+    host_tasks.run_on_hosts(
+        hosts,
+        lambda host: host_step(deadlines[host.name])(host),
+        report,
+        dry_run=dry_run,
+        options=host_options,
+    )
     host_tasks.fail_if_errors(report, "auto-stop")

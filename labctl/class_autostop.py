@@ -34,8 +34,9 @@ def heading(hours: float) -> str:
     return f"auto-stop after {hours_text} h for every student (a deadline for the same hours stays):"
 
 
-def apply_class_auto_stop(run, class_options, hours: float | str, rows: dict[str, StudentRow],
-                          out: TextIO) -> list[str]:
+def apply_class_auto_stop(
+    run, class_options, hours: float | str, rows: dict[str, StudentRow], out: TextIO
+) -> list[str]:
     """Auto-stop on every student's running instance; updates `rows`; returns the students it failed for.
 
     `run` is a labctl.classroom.ClassRun, `class_options` its ClassOptions.
@@ -43,8 +44,9 @@ def apply_class_auto_stop(run, class_options, hours: float | str, rows: dict[str
     hours = autostop.validate_hours(hours)
     print(heading(hours), file=out, flush=True)
     students = list(class_options.students)
-    lines = run_bounded(students, lambda s: _one_student(run, s, hours, rows), class_options.parallel,
-                        run.scope)
+    lines = run_bounded(
+        students, lambda s: _one_student(run, s, hours, rows), class_options.parallel, run.scope
+    )
     for student_lines in lines:
         for line in student_lines or []:
             print(line, file=out)
@@ -103,5 +105,8 @@ def _host_half(run, instance: dict, row: StudentRow, deadline: datetime | None) 
     if report.errors:
         message = "interrupted (Ctrl-C)" if run.scope.cancelled else next(iter(report.errors.values()))
         return _failed(row, message)
-    return [f"  {row.student}: {r.status} host {r.step}: {r.detail}" for r in report.results
-            if r.status in (CHANGED, WOULD_CHANGE, host_autostop.NOT_POSSIBLE)]
+    return [
+        f"  {row.student}: {r.status} host {r.step}: {r.detail}"
+        for r in report.results
+        if r.status in (CHANGED, WOULD_CHANGE, host_autostop.NOT_POSSIBLE)
+    ]

@@ -59,14 +59,16 @@ class StudentPlan:
         self.lines.append(f"  {self.student}: {text}")
 
 
-def plan_class(ref, options, class_options, host_options: HostOptions, to_run: list[Student],
-               out: TextIO) -> list[StudentPlan]:
+def plan_class(
+    ref, options, class_options, host_options: HostOptions, to_run: list[Student], out: TextIO
+) -> list[StudentPlan]:
     """Print every student's plan and the summary line; changes nothing. `ref`/`options` as in classroom."""
     cloud = targets.connect(ref.target, ref.region, start_sandbox=False)
     if cloud is None:
         print("  the sandbox is not running: provision would start it and create every lab below", file=out)
-        plans = [_plan_without_cloud(ref.lab, s, options, class_options.shared_sg)
-                 for s in class_options.students]
+        plans = [
+            _plan_without_cloud(ref.lab, s, options, class_options.shared_sg) for s in class_options.students
+        ]
     else:
         plans = _plan_on_cloud(ref, options, class_options, host_options, to_run, cloud, out)
     for plan in plans:
@@ -76,8 +78,15 @@ def plan_class(ref, options, class_options, host_options: HostOptions, to_run: l
     return plans
 
 
-def _plan_on_cloud(ref, options, class_options, host_options: HostOptions, to_run: list[Student],
-                   cloud: targets.Cloud, out: TextIO) -> list[StudentPlan]:
+def _plan_on_cloud(
+    ref,
+    options,
+    class_options,
+    host_options: HostOptions,
+    to_run: list[Student],
+    cloud: targets.Cloud,
+    out: TextIO,
+) -> list[StudentPlan]:
     run = classroom.class_inputs(ref, options, host_options, cloud, out)
     if class_options.shared_sg:
         run = replace(run, shared_group_id=_print_shared_group_plan(run, class_options, out) or "")
@@ -119,8 +128,9 @@ def _plan_without_cloud(class_name: str, student: Student, options, shared_sg: b
     return plan
 
 
-def plan_student(run, student: Student, redo: bool, hours: float | None,
-                 previous: StudentRow | None) -> StudentPlan:
+def plan_student(
+    run, student: Student, redo: bool, hours: float | None, previous: StudentRow | None
+) -> StudentPlan:
     """One student's plan; an expected problem (e.g. a key pair not ours) becomes a PROBLEM line."""
     plan = StudentPlan(student.id, verdict=UP_TO_DATE if redo else SKIP)
     if not redo:
@@ -138,8 +148,9 @@ def plan_student(run, student: Student, redo: bool, hours: float | None,
     return plan
 
 
-def _plan_student(run, student: Student, redo: bool, hours: float | None, previous: StudentRow | None,
-                  plan: StudentPlan) -> None:
+def _plan_student(
+    run, student: Student, redo: bool, hours: float | None, previous: StudentRow | None, plan: StudentPlan
+) -> None:
     lab = classroom.student_lab(run.ref.lab, student.id)
     key_file = Path(previous.key_file) if previous and previous.key_file else None
     instance_plan: set[str] = set()  # CREATED and/or STARTED when the instance would be made or started
@@ -189,8 +200,15 @@ def plan_cloud(run, student: Student, lab: str) -> tuple[list[Result], Path | No
         sources = sorted({run.operator_cidr, student.cidr or run.operator_cidr})
         found, group_id = groups.ensure_security_group(run.cloud.ec2, lab, run.vpc_id, sources, dry_run=True)
         results += found
-    spec = instances.InstanceSpec(lab, run.image_id, run.instance_type, key_name, group_id or "", 1,
-                                  tuple(classroom.class_tags(run.ref.lab, student.id).items()))
+    spec = instances.InstanceSpec(
+        lab,
+        run.image_id,
+        run.instance_type,
+        key_name,
+        group_id or "",
+        1,
+        tuple(classroom.class_tags(run.ref.lab, student.id).items()),
+    )
     return results + instances.plan_instances(run.cloud.ec2, spec), key_file
 
 
@@ -206,15 +224,22 @@ def _public_key_to_read(student: Student, key_name: str, default: str | None, sc
     return path
 
 
-def _plan_host(run, instance: dict, key_file: Path | None, plan: StudentPlan, redo: bool,
-               auto_stop: bool, deadline) -> None:
+def _plan_host(
+    run, instance: dict, key_file: Path | None, plan: StudentPlan, redo: bool, auto_stop: bool, deadline
+) -> None:
     """The host steps in dry-run mode over SSH (read-only facts); the would-change lines go to the plan."""
     if key_file is None or not key_file.exists():
         plan.add("host steps skipped: imported public key without its private key here")
         return
     target = read_only_target(run.cloud, instance, str(key_file), plan.student)
-    report = run_on_host(target, _dry_host_job(run, redo, auto_stop, deadline), HostReport(), run.scope,
-                         dry_run=True, options=run.host_options)
+    report = run_on_host(
+        target,
+        _dry_host_job(run, redo, auto_stop, deadline),
+        HostReport(),
+        run.scope,
+        dry_run=True,
+        options=run.host_options,
+    )
     if report.errors:
         raise LabError(f"host check failed: {next(iter(report.errors.values()))}")
     for result in report.results:
@@ -248,8 +273,14 @@ def read_only_target(cloud: targets.Cloud, instance: dict, key_file: str, name: 
         raise LabError(
             f"instance {instance['InstanceId']} has printed no SSH host keys yet: re-run in a minute"
         )
-    return HostTarget(name=name, address=address, key_file=key_file, host_keys=host_keys, target=cloud.target,
-                      instance_id=instance["InstanceId"])
+    return HostTarget(
+        name=name,
+        address=address,
+        key_file=key_file,
+        host_keys=host_keys,
+        target=cloud.target,
+        instance_id=instance["InstanceId"],
+    )
 
 
 def summary_line(plans: list[StudentPlan]) -> str:

@@ -38,7 +38,6 @@ class StudentRow:
     auto_stop: str = ""  # `--auto-stop`: the deadline and hours, `off`, or empty when never asked
 
 
-
 def report_paths(class_name: str) -> tuple[Path, Path]:
     base = lab_state.state_dir() / f"class-{class_name}"
     return base.with_suffix(".json"), base.with_suffix(".csv")
@@ -80,11 +79,31 @@ def write_report(class_name: str, target: str, region: str, rows: list[StudentRo
 def report_table(rows: list[StudentRow]) -> str:
     """The report as an aligned table: student, instance, address, phases, ssh command, auto-stop, error."""
     auto_stop = any(r.auto_stop for r in rows)  # the AUTO-STOP column only once auto-stop was asked for
-    head = ("STUDENT", "INSTANCE", "ADDRESS", "CLOUD", "PROVISION", "DEPLOY", "VERIFY", "SSH",
-            *(("AUTO-STOP",) if auto_stop else ()), "ERROR")
+    head = (
+        "STUDENT",
+        "INSTANCE",
+        "ADDRESS",
+        "CLOUD",
+        "PROVISION",
+        "DEPLOY",
+        "VERIFY",
+        "SSH",
+        *(("AUTO-STOP",) if auto_stop else ()),
+        "ERROR",
+    )
     table = [head] + [
-        (r.student, r.instance_id or "-", r.address or "-", r.cloud, r.provision, r.deploy, r.verify,
-         r.ssh_command or "-", *((r.auto_stop or "-",) if auto_stop else ()), r.error)
+        (
+            r.student,
+            r.instance_id or "-",
+            r.address or "-",
+            r.cloud,
+            r.provision,
+            r.deploy,
+            r.verify,
+            r.ssh_command or "-",
+            *((r.auto_stop or "-",) if auto_stop else ()),
+            r.error,
+        )
         for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(head) - 1)]

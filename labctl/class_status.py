@@ -48,8 +48,13 @@ def class_status(cloud: targets.Cloud, class_name: str) -> dict | None:
     def entry(resource: dict) -> dict:
         tags = tag_dict(resource)
         sid = tags.get(STUDENT_KEY, "")
-        blank = {"student": sid, "lab": tags.get(LAB_KEY), "instances": [], "security_group": None,
-                 "key_pair": None}
+        blank = {
+            "student": sid,
+            "lab": tags.get(LAB_KEY),
+            "instances": [],
+            "security_group": None,
+            "key_pair": None,
+        }
         return students.setdefault(sid, blank)
 
     for instance in found.instances:
@@ -65,8 +70,11 @@ def class_status(cloud: targets.Cloud, class_name: str) -> dict | None:
     for sid, item in students.items():
         row = previous.get(sid)
         item.update(last_verify=row.verify if row else None, ssh_command=row.ssh_command if row else None)
-    return {"students": [students[k] for k in sorted(students)], "shared_security_group": shared,
-            "report": str(report_paths(class_name)[0])}
+    return {
+        "students": [students[k] for k in sorted(students)],
+        "shared_security_group": shared,
+        "report": str(report_paths(class_name)[0]),
+    }
 
 
 def student_instance(instance: dict) -> dict:

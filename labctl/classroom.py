@@ -265,9 +265,7 @@ def run_student(
     return outcome
 
 
-def _student_pipeline(
-    run: ClassRun, student: Student, progress: Progress, row: StudentRow
-) -> StudentOutcome:
+def _student_pipeline(run: ClassRun, student: Student, progress: Progress, row: StudentRow) -> StudentOutcome:
     outcome = StudentOutcome(row)
     progress.set(student.id, "cloud", RUNNING)
     try:
@@ -315,8 +313,13 @@ def _record_class(run: ClassRun, options: ClassOptions) -> None:
     previous = lab_state.load_state()
     keep = {k: v for k, v in previous.items() if previous.get("lab") == run.ref.lab}
     keep.update(
-        target=run.ref.target, region=run.ref.region, lab=run.ref.lab, endpoint=run.cloud.endpoint_url,
-        mode="class", students=[s.id for s in options.students], shared_sg=options.shared_sg,
+        target=run.ref.target,
+        region=run.ref.region,
+        lab=run.ref.lab,
+        endpoint=run.cloud.endpoint_url,
+        mode="class",
+        students=[s.id for s in options.students],
+        shared_sg=options.shared_sg,
     )
     lab_state.save_state(keep)
 
@@ -342,8 +345,17 @@ def class_inputs(ref, options, host_options: HostOptions, cloud: targets.Cloud, 
     with aws_errors():
         image = amis.find_ami(cloud.ec2, cloud.ssm, options.release, options.ami)
         vpc_id = groups.default_vpc_id(cloud.ec2, ref.region)
-    return ClassRun(ref, cloud, image["ImageId"], vpc_id, source.cidr, options.instance_type,
-                    options.public_key, options.cloud_only, host_options.check())
+    return ClassRun(
+        ref,
+        cloud,
+        image["ImageId"],
+        vpc_id,
+        source.cidr,
+        options.instance_type,
+        options.public_key,
+        options.cloud_only,
+        host_options.check(),
+    )
 
 
 def _prepare(ref, options, class_options: ClassOptions, host_options: HostOptions, out: TextIO) -> ClassRun:
@@ -391,9 +403,12 @@ def provision_class(
     for student in class_options.students:
         student_lab(ref.lab, student.id)
     dry_run = " dry run: nothing is changed" if options.dry_run else ""
-    print(header("plan" if dry_run else "provision", ref.target, ref.region, ref.lab)
-          + f" (class mode: {len(class_options.students)} students{';' if dry_run else ''}{dry_run})",
-          file=out, flush=True)
+    print(
+        header("plan" if dry_run else "provision", ref.target, ref.region, ref.lab)
+        + f" (class mode: {len(class_options.students)} students{';' if dry_run else ''}{dry_run})",
+        file=out,
+        flush=True,
+    )
     previous = load_rows(ref.lab)
     to_run = _to_run(class_options.students, previous, class_options.redo_all)
     skipped = [s.id for s in class_options.students if s not in to_run]
@@ -414,9 +429,16 @@ def provision_class(
     return _finish(ref, class_options, rows, [s.id for s in to_run], out, auto_stop_failed)
 
 
-def _provision_students(ref, options, class_options: ClassOptions, host_options: HostOptions | None,
-                        to_run: list[Student], rows: dict[str, StudentRow], out: TextIO,
-                        tty: bool | None) -> list[str]:
+def _provision_students(
+    ref,
+    options,
+    class_options: ClassOptions,
+    host_options: HostOptions | None,
+    to_run: list[Student],
+    rows: dict[str, StudentRow],
+    out: TextIO,
+    tty: bool | None,
+) -> list[str]:
     """The students' pipelines, then auto-stop when asked (rows updated in place, also on Ctrl-C).
 
     Returns the students whose auto-stop failed.
@@ -433,15 +455,22 @@ def _provision_students(ref, options, class_options: ClassOptions, host_options:
     return class_autostop.apply_class_auto_stop(run, class_options, options.auto_stop, rows, out)
 
 
-def _run_students(run: ClassRun, students: list[Student], parallel: int, out: TextIO, tty: bool | None,
-                  rows: dict[str, StudentRow]) -> None:
+def _run_students(
+    run: ClassRun,
+    students: list[Student],
+    parallel: int,
+    out: TextIO,
+    tty: bool | None,
+    rows: dict[str, StudentRow],
+) -> None:
     """Every student's pipeline on the bounded pool, rows into `rows` (on Ctrl-C marked interrupted)."""
     progress = CancellableProgress(run.scope, [s.id for s in students], PHASES, out, tty)
     progress.start()
     live = {s.id: StudentRow(s.id, student_lab(run.ref.lab, s.id)) for s in students}
     try:
-        outcomes = run_bounded(students, lambda s: run_student(run, s, progress, live[s.id]), parallel,
-                               run.scope)
+        outcomes = run_bounded(
+            students, lambda s: run_student(run, s, progress, live[s.id]), parallel, run.scope
+        )
     except KeyboardInterrupt:
         rows.update(_interrupted_rows(students, live, progress))
         raise
@@ -450,8 +479,9 @@ def _run_students(run: ClassRun, students: list[Student], parallel: int, out: Te
     rows.update(live)
 
 
-def _interrupted_rows(students: list[Student], live: dict[str, StudentRow],
-                      progress: CancellableProgress) -> dict[str, StudentRow]:
+def _interrupted_rows(
+    students: list[Student], live: dict[str, StudentRow], progress: CancellableProgress
+) -> dict[str, StudentRow]:
     """Copies of the students' rows at Ctrl-C: finished ones as they are, the others marked interrupted."""
     rows = {}
     for student in students:
@@ -473,8 +503,9 @@ def cloud_change_lines(outcomes: list[StudentOutcome]) -> list[str]:
     return lines or ["  cloud: nothing to do, every student's key pair, security group and instance exist"]
 
 
-def _write_and_show(ref, class_options: ClassOptions, rows: dict[str, StudentRow],
-                    out: TextIO) -> list[StudentRow]:
+def _write_and_show(
+    ref, class_options: ClassOptions, rows: dict[str, StudentRow], out: TextIO
+) -> list[StudentRow]:
     ordered = [rows[s.id] for s in class_options.students if s.id in rows]
     json_path, csv_path = write_report(ref.lab, ref.target, ref.region, ordered)
     print(report_table(ordered), file=out)
@@ -482,8 +513,14 @@ def _write_and_show(ref, class_options: ClassOptions, rows: dict[str, StudentRow
     return ordered
 
 
-def _finish(ref, class_options: ClassOptions, rows: dict[str, StudentRow], ran: list[str],
-            out: TextIO, auto_stop_failed: list[str]) -> list[StudentRow]:
+def _finish(
+    ref,
+    class_options: ClassOptions,
+    rows: dict[str, StudentRow],
+    ran: list[str],
+    out: TextIO,
+    auto_stop_failed: list[str],
+) -> list[StudentRow]:
     ordered = _write_and_show(ref, class_options, rows, out)
     failed = [r.student for r in ordered if r.student in ran and r.error and SKIPPED not in r.provision]
     failed += [student for student in auto_stop_failed if student not in failed]
@@ -498,8 +535,14 @@ def _finish(ref, class_options: ClassOptions, rows: dict[str, StudentRow], ran: 
     return ordered
 
 
-def _finish_interrupted(ref, class_options: ClassOptions, rows: dict[str, StudentRow],
-                        previous: dict[str, StudentRow], to_run: list[Student], out: TextIO) -> None:
+def _finish_interrupted(
+    ref,
+    class_options: ClassOptions,
+    rows: dict[str, StudentRow],
+    previous: dict[str, StudentRow],
+    to_run: list[Student],
+    out: TextIO,
+) -> None:
     """After Ctrl-C: the report (interrupted students marked), then LabInterrupted naming what exists."""
     from labctl.class_interrupt import class_interrupted
 

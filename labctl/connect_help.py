@@ -18,12 +18,13 @@ def quote_path(path: str, windows: bool | None = None) -> str:
     """A path as one shell word: double quotes on Windows (cmd and PowerShell), POSIX quoting elsewhere."""
     windows = is_windows() if windows is None else windows
     if windows:
-        return f'"{path}"' if any(ch in path for ch in ' &()^;,') else path
+        return f'"{path}"' if any(ch in path for ch in " &()^;,") else path
     return shlex.quote(path)
 
 
-def ssh_command(address: str, key_file: str | None, user: str = USER, port: int = PORT,
-                windows: bool | None = None) -> str:
+def ssh_command(
+    address: str, key_file: str | None, user: str = USER, port: int = PORT, windows: bool | None = None
+) -> str:
     """The OpenSSH command line that logs in as the lab does (paths with spaces quoted)."""
     key = f"-i {quote_path(key_file, windows)} " if key_file else ""
     port_flag = f"-p {port} " if port != PORT else ""

@@ -154,8 +154,17 @@ def provision_hosts(
     """Provision steps 1-7 on every host; prints one line per step (or JSON); LabError if a host failed."""
     require_hosts(hosts, "provision")
     options = (options or ProvisionOptions()).check()
-    return run_task("provision", "provision", hosts, lambda h: provision(h, options), dry_run=dry_run,
-                    as_json=as_json, out=out, options=options, config=config)
+    return run_task(
+        "provision",
+        "provision",
+        hosts,
+        lambda h: provision(h, options),
+        dry_run=dry_run,
+        as_json=as_json,
+        out=out,
+        options=options,
+        config=config,
+    )
 
 
 def deploy_echo(
@@ -174,8 +183,17 @@ def deploy_echo(
     choice = deploy.ServerChoice(server, concurrent)
     choice.program(deploy.local_sources())  # a bad --server/--concurrent fails before any connection
     title = f"deploy-echo ({server}{' --concurrent' if concurrent else ''})"
-    return run_task("deploy-echo", title, hosts, lambda h: deploy.deploy_echo(h, choice), dry_run=dry_run,
-                    as_json=as_json, out=out, options=options, config=config)
+    return run_task(
+        "deploy-echo",
+        title,
+        hosts,
+        lambda h: deploy.deploy_echo(h, choice),
+        dry_run=dry_run,
+        as_json=as_json,
+        out=out,
+        options=options,
+        config=config,
+    )
 
 
 def verify(

@@ -169,8 +169,16 @@ def remembered_host_targets(state: dict | None = None) -> list[HostTarget]:
         address, keys = seen
         if not _may_connect(address, state):
             continue
-        guesses.append(HostTarget(name=instance_id, address=address, key_file=state.get("key_file"),
-                                  host_keys=keys, target=state["target"], instance_id=instance_id))
+        guesses.append(
+            HostTarget(
+                name=instance_id,
+                address=address,
+                key_file=state.get("key_file"),
+                host_keys=keys,
+                target=state["target"],
+                instance_id=instance_id,
+            )
+        )
     return guesses
 
 

@@ -22,8 +22,14 @@ from sandbox.host import MIRROR_NAMES
 DEFAULT_CACHE = Path("/var/cache/labctl/apt")
 UPSTREAM_ATTEMPTS = 3  # a package download the mirror drops is fetched again before apt sees an error
 PASSED_REQUEST_HEADERS = ("If-Modified-Since", "If-None-Match", "Range", "If-Range", "Cache-Control")
-PASSED_RESPONSE_HEADERS = ("Content-Type", "Content-Length", "Last-Modified", "ETag", "Content-Range",
-                           "Accept-Ranges")
+PASSED_RESPONSE_HEADERS = (
+    "Content-Type",
+    "Content-Length",
+    "Last-Modified",
+    "ETag",
+    "Content-Range",
+    "Accept-Ranges",
+)
 
 
 def is_immutable(path: str) -> bool:

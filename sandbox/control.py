@@ -1,10 +1,10 @@
 """Start, inspect and stop the sandbox daemon of a state directory: the API the rest of labctl calls.
 
-    ensure_running(state_dir) -> "http://127.0.0.1:PORT"   (starts the daemon when needed)
-    running_endpoint(state_dir) -> str | None
-    status(state_dir) -> dict
-    shutdown_if_idle(state_dir) -> bool
-    cleanup_orphans() -> list[str]
+ensure_running(state_dir) -> "http://127.0.0.1:PORT"   (starts the daemon when needed)
+running_endpoint(state_dir) -> str | None
+status(state_dir) -> dict
+shutdown_if_idle(state_dir) -> bool
+cleanup_orphans() -> list[str]
 """
 
 from __future__ import annotations
@@ -26,8 +26,14 @@ from typing import Any
 from labctl.errors import LabError
 from sandbox.orphans import cleanup_orphans, daemon_alive
 
-__all__ = ["ensure_running", "running_endpoint", "status", "shutdown_if_idle", "cleanup_orphans",
-           "SANDBOX_SSH_CIDR"]
+__all__ = [
+    "ensure_running",
+    "running_endpoint",
+    "status",
+    "shutdown_if_idle",
+    "cleanup_orphans",
+    "SANDBOX_SSH_CIDR",
+]
 
 # The sandbox's clients connect from the bridge address: the operator's /32 in a security group.
 SANDBOX_SSH_CIDR = "198.51.100.1/32"
@@ -35,8 +41,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 REQUIRED_COMMANDS = {
-    "ip": "iproute2", "iptables-restore": "iptables", "sshd": "openssh-server",
-    "ssh-keygen": "openssh-client", "unshare": "util-linux", "debootstrap": "debootstrap",
+    "ip": "iproute2",
+    "iptables-restore": "iptables",
+    "sshd": "openssh-server",
+    "ssh-keygen": "openssh-client",
+    "unshare": "util-linux",
+    "debootstrap": "debootstrap",
     "chroot": "coreutils",
 }
 IDLE_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
@@ -74,12 +84,15 @@ def running_endpoint(state_dir: Path) -> str | None:
 def check_prerequisites() -> None:
     """Raise LabError naming what is missing: root, a command (with its apt package) or moto."""
     if os.geteuid() != 0:
-        raise LabError("the sandbox target needs root (network namespaces, sshd, iptables): run it as root, "
-                       "e.g. with sudo")
+        raise LabError(
+            "the sandbox target needs root (network namespaces, sshd, iptables): run it as root, "
+            "e.g. with sudo"
+        )
     for command, package in REQUIRED_COMMANDS.items():
         if shutil.which(command, path="/usr/sbin:/usr/bin:/sbin:/bin") is None:
-            raise LabError(f"the sandbox target needs `{command}`: install it with "
-                           f"`apt-get install {package}`")
+            raise LabError(
+                f"the sandbox target needs `{command}`: install it with `apt-get install {package}`"
+            )
     try:
         import flask  # noqa: F401
         import moto  # noqa: F401
@@ -123,13 +136,20 @@ def ensure_running(state_dir: Path, say=print) -> str:
 
 def _spawn_daemon(state_dir: Path) -> subprocess.Popen:
     log = sandbox_dir(state_dir) / "daemon.log"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT),
-                                                                      os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
+    )
     with os.fdopen(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log_file:
         return subprocess.Popen(
             [sys.executable, "-m", "sandbox.daemon", "--state-dir", str(state_dir)],
-            stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, env=env, cwd=str(PROJECT_ROOT),
-            start_new_session=True, close_fds=True,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+            env=env,
+            cwd=str(PROJECT_ROOT),
+            start_new_session=True,
+            close_fds=True,
         )
 
 
@@ -137,15 +157,19 @@ def _wait_for_api(state_dir: Path, process: subprocess.Popen) -> str:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise LabError(f"the sandbox daemon exited at start ({_last_log_line(state_dir)}); see "
-                           f"{sandbox_dir(state_dir) / 'daemon.log'}")
+            raise LabError(
+                f"the sandbox daemon exited at start ({_last_log_line(state_dir)}); see "
+                f"{sandbox_dir(state_dir) / 'daemon.log'}"
+            )
         endpoint = _daemon_info(state_dir).get("endpoint")
         if endpoint and _answers(endpoint):
             return endpoint
         time.sleep(0.1)
     _stop_pid(process.pid)
-    raise LabError(f"the sandbox daemon did not answer within {START_TIMEOUT:.0f} s; see "
-                   f"{sandbox_dir(state_dir) / 'daemon.log'}")
+    raise LabError(
+        f"the sandbox daemon did not answer within {START_TIMEOUT:.0f} s; see "
+        f"{sandbox_dir(state_dir) / 'daemon.log'}"
+    )
 
 
 def _last_log_line(state_dir: Path) -> str:
@@ -172,10 +196,15 @@ def status(state_dir: Path) -> dict[str, Any]:
     hosts = []
     for instance_id, entry in sorted(recorded.get("hosts", {}).items()):
         pid = entry.get("pid")
-        hosts.append({
-            "instance_id": instance_id, "address": entry.get("address"), "state": entry.get("state"),
-            "namespace": entry.get("netns"), "sshd_pid": host.sshd_pid(pid) if endpoint and pid else None,
-        })
+        hosts.append(
+            {
+                "instance_id": instance_id,
+                "address": entry.get("address"),
+                "state": entry.get("state"),
+                "namespace": entry.get("netns"),
+                "sshd_pid": host.sshd_pid(pid) if endpoint and pid else None,
+            }
+        )
     return {
         "running": endpoint is not None,
         "pid": info.get("pid") if endpoint else None,
@@ -198,10 +227,16 @@ def _busy_instances(state_dir: Path, endpoint: str) -> list[str]:
     regions = {v.get("region") for v in recorded.get("instances", {}).values()} | {"ap-northeast-2"}
     busy = []
     for region in sorted(r for r in regions if r):
-        client = boto3.client("ec2", region_name=region, endpoint_url=endpoint, aws_access_key_id="sandbox",
-                              aws_secret_access_key="sandbox")
+        client = boto3.client(
+            "ec2",
+            region_name=region,
+            endpoint_url=endpoint,
+            aws_access_key_id="sandbox",
+            aws_secret_access_key="sandbox",
+        )
         pages = client.get_paginator("describe_instances").paginate(
-            Filters=[{"Name": "instance-state-name", "Values": list(IDLE_STATES)}])
+            Filters=[{"Name": "instance-state-name", "Values": list(IDLE_STATES)}]
+        )
         for page in pages:
             busy += [i["InstanceId"] for r in page["Reservations"] for i in r["Instances"]]
     return busy

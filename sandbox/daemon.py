@@ -77,10 +77,16 @@ class Daemon:
             server.start()
             cleanup.callback(server.stop)
             endpoint = f"http://127.0.0.1:{server.get_host_and_port()[1]}"
-            _write_json(self.sandbox_dir / "daemon.json", {
-                "pid": owner, "endpoint": endpoint, "proxy": f"http://{SANDBOX_GATEWAY}:{proxy.port}",
-                "rootfs": str(rootfs), "started": time.time(),
-            })
+            _write_json(
+                self.sandbox_dir / "daemon.json",
+                {
+                    "pid": owner,
+                    "endpoint": endpoint,
+                    "proxy": f"http://{SANDBOX_GATEWAY}:{proxy.port}",
+                    "rootfs": str(rootfs),
+                    "started": time.time(),
+                },
+            )
             cleanup.callback((self.sandbox_dir / "daemon.json").unlink, missing_ok=True)
             cleanup.callback(log.info, "stopping: destroying hosts")
             log.info("API at %s, apt proxy at %s, rootfs %s", endpoint, proxy.port, rootfs)
@@ -100,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox.daemon", description=__doc__.splitlines()[0])
     parser.add_argument("--state-dir", required=True, type=Path)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
     daemon = Daemon(args.state_dir.resolve())
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: daemon.stopping.set())

@@ -8,8 +8,16 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from labctl.errors import LabError
 
-_PROTOCOLS = {"tcp": "tcp", "6": "tcp", "udp": "udp", "17": "udp", "icmp": "icmp", "1": "icmp",
-              "-1": "all", "all": "all"}
+_PROTOCOLS = {
+    "tcp": "tcp",
+    "6": "tcp",
+    "udp": "udp",
+    "17": "udp",
+    "icmp": "icmp",
+    "1": "icmp",
+    "-1": "all",
+    "all": "all",
+}
 
 
 def _port_match(protocol: str, from_port: int | None, to_port: int | None) -> list[str]:
@@ -59,8 +67,9 @@ def render_ruleset(rules: Iterable[dict]) -> str:
 
 def apply_ruleset(netns: str, ruleset: str) -> None:
     """Load `ruleset` into the namespace in one step (iptables-restore replaces the table atomically)."""
-    result = subprocess.run(["ip", "netns", "exec", netns, "iptables-restore"], input=ruleset,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["ip", "netns", "exec", netns, "iptables-restore"], input=ruleset, capture_output=True, text=True
+    )
     if result.returncode != 0:
         raise LabError(f"loading the firewall of {netns} failed: {result.stderr.strip()}")
 
@@ -79,10 +88,12 @@ def moto_rules(security_groups: Iterable, members: Mapping[str, Sequence[str]] |
             if rule.source_group:
                 key = rule.source_group.get("GroupId") or rule.source_group.get("GroupName", "")
                 ranges += [{"CidrIp": f"{address}/32"} for address in members.get(key, ())]
-            rules.append({
-                "IpProtocol": str(rule.ip_protocol),
-                "FromPort": rule.from_port,
-                "ToPort": rule.to_port,
-                "IpRanges": ranges,
-            })
+            rules.append(
+                {
+                    "IpProtocol": str(rule.ip_protocol),
+                    "FromPort": rule.from_port,
+                    "ToPort": rule.to_port,
+                    "IpRanges": ranges,
+                }
+            )
     return rules

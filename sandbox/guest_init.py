@@ -3,6 +3,7 @@
 
 When PID 1 of a PID namespace exits the kernel kills everything else in it, so stopping is just exiting.
 """
+
 import os
 import signal
 import subprocess

@@ -82,8 +82,9 @@ def console_output(host_dir: Path) -> str:
     key = host_key_pub(host_dir)
     if not key:
         return ""
-    fingerprint = subprocess.run(["ssh-keygen", "-l", "-f", "-"], input=key, capture_output=True,
-                                 text=True).stdout.strip()
+    fingerprint = subprocess.run(
+        ["ssh-keygen", "-l", "-f", "-"], input=key, capture_output=True, text=True
+    ).stdout.strip()
     return (
         "-----BEGIN SSH HOST KEY FINGERPRINTS-----\n"
         f"{fingerprint}\n"
@@ -108,8 +109,9 @@ def _mkdirs_like_lower(upper: Path, lower: Path, rel_dir: str) -> None:
             os.chmod(current_upper, st.st_mode & 0o7777)
 
 
-def _seed_file(upper: Path, lower: Path, relpath: str, content: str, mode: int = 0o644,
-               owner: int = 0) -> None:
+def _seed_file(
+    upper: Path, lower: Path, relpath: str, content: str, mode: int = 0o644, owner: int = 0
+) -> None:
     _mkdirs_like_lower(upper, lower, str(Path(relpath).parent))
     path = upper / relpath
     path.write_text(content)
@@ -118,18 +120,17 @@ def _seed_file(upper: Path, lower: Path, relpath: str, content: str, mode: int =
 
 
 def _etc_hosts(hostname: str) -> str:
-    return (
-        "127.0.0.1\tlocalhost\n"
-        f"127.0.1.1\t{hostname}\n"
-        f"{SANDBOX_GATEWAY}\t{' '.join(MIRROR_NAMES)}\n"
-    )
+    return f"127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n{SANDBOX_GATEWAY}\t{' '.join(MIRROR_NAMES)}\n"
 
 
 def _generate_host_key(upper: Path, lower: Path, hostname: str) -> None:
     _mkdirs_like_lower(upper, lower, "etc/ssh")
     key = upper / "etc/ssh/ssh_host_ed25519_key"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{hostname}", "-f", str(key)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{hostname}", "-f", str(key)],
+        check=True,
+        capture_output=True,
+    )
     os.chmod(key, 0o600)
 
 
@@ -148,12 +149,21 @@ def seed_host(host_dir: Path, rootfs: Path, spec: HostSpec) -> None:
         ssh_dir = upper / "home/ubuntu/.ssh"
         ssh_dir.mkdir(mode=0o700, exist_ok=True)
         os.chown(ssh_dir, UBUNTU_UID, UBUNTU_UID)
-        _seed_file(upper, rootfs, "home/ubuntu/.ssh/authorized_keys", spec.public_key.strip() + "\n", 0o600,
-                   UBUNTU_UID)
+        _seed_file(
+            upper,
+            rootfs,
+            "home/ubuntu/.ssh/authorized_keys",
+            spec.public_key.strip() + "\n",
+            0o600,
+            UBUNTU_UID,
+        )
         (host_dir / SEEDED_MARK).write_text(spec.instance_id + "\n")
-    _seed_file(upper, rootfs, "etc/apt/apt.conf.d/01labctl-proxy",
-               f'Acquire::http::Proxy "http://{SANDBOX_GATEWAY}:{spec.proxy_port}";\n'
-               'Acquire::Languages "none";\n')  # no Translation-en: a third of apt-get update's CPU here
+    _seed_file(
+        upper,
+        rootfs,
+        "etc/apt/apt.conf.d/01labctl-proxy",
+        f'Acquire::http::Proxy "http://{SANDBOX_GATEWAY}:{spec.proxy_port}";\nAcquire::Languages "none";\n',
+    )  # no Translation-en: a third of apt-get update's CPU here
     for relpath, script in selfshutdown.COMMANDS.items():
         _seed_file(upper, rootfs, relpath, script, 0o755)
     selfshutdown.request_path(host_dir).unlink(missing_ok=True)
@@ -163,14 +173,38 @@ def start_host(host_dir: Path, rootfs: Path, spec: HostSpec, netns: str, owner: 
     """Boot the host inside `netns`; returns the process (leader of its own process group)."""
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", OWNER_ENV: str(owner), INSTANCE_ENV: spec.instance_id}
     command = [
-        "ip", "netns", "exec", netns,
-        "unshare", "--mount", "--pid", "--uts", "--ipc", "--fork", "--kill-child",
-        "sh", "-c", BOOT_SCRIPT, "labctl-boot", str(rootfs), str(host_dir / "upper"), str(host_dir / "work"),
-        str(host_dir / "merged"), spec.hostname, f"labctl-{spec.instance_id}",
+        "ip",
+        "netns",
+        "exec",
+        netns,
+        "unshare",
+        "--mount",
+        "--pid",
+        "--uts",
+        "--ipc",
+        "--fork",
+        "--kill-child",
+        "sh",
+        "-c",
+        BOOT_SCRIPT,
+        "labctl-boot",
+        str(rootfs),
+        str(host_dir / "upper"),
+        str(host_dir / "work"),
+        str(host_dir / "merged"),
+        spec.hostname,
+        f"labctl-{spec.instance_id}",
     ]
     with open(host_dir / "console.log", "ab") as console:
-        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=console, stderr=console, env=env,
-                                start_new_session=True, close_fds=True)
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=console,
+            stderr=console,
+            env=env,
+            start_new_session=True,
+            close_fds=True,
+        )
 
 
 def stop_process_group(pgid: int, timeout: float = 5.0) -> None:

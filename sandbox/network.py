@@ -62,6 +62,7 @@ def veth_name(instance_id: str) -> str:
 
 # ---- bridge -------------------------------------------------------------------------------------------
 
+
 def bridge_exists() -> bool:
     return Path(f"/sys/class/net/{BRIDGE}").exists()
 
@@ -109,6 +110,7 @@ def _sysctl(key: str, value: str) -> None:
 
 
 # ---- leases -------------------------------------------------------------------------------------------
+
 
 def _read_leases() -> list[dict]:
     leases = []
@@ -163,24 +165,29 @@ def release_all(owner: int) -> None:
 
 # ---- one host's namespace --------------------------------------------------------------------------------
 
+
 def create_host_network(instance_id: str, address: str) -> str:
     """Namespace + veth on the bridge + address + default route via the gateway; returns the netns name."""
     ipaddress.ip_address(address)
     netns, veth = netns_name(instance_id), veth_name(instance_id)
     delete_host_network(instance_id)
     run("ip", "netns", "add", netns)
-    batch = "\n".join([
-        f"link add {veth} type veth peer name eth0 netns {netns}",
-        f"link set {veth} master {BRIDGE}",
-        f"link set {veth} up",
-    ])
+    batch = "\n".join(
+        [
+            f"link add {veth} type veth peer name eth0 netns {netns}",
+            f"link set {veth} master {BRIDGE}",
+            f"link set {veth} up",
+        ]
+    )
     run("ip", "-batch", "-", input=batch + "\n")
-    ns_batch = "\n".join([
-        "link set lo up",
-        f"addr add {address}/{SANDBOX_NETWORK.prefixlen} dev eth0",
-        "link set eth0 up",
-        f"route add default via {SANDBOX_GATEWAY}",
-    ])
+    ns_batch = "\n".join(
+        [
+            "link set lo up",
+            f"addr add {address}/{SANDBOX_NETWORK.prefixlen} dev eth0",
+            "link set eth0 up",
+            f"route add default via {SANDBOX_GATEWAY}",
+        ]
+    )
     run("ip", "-n", netns, "-batch", "-", input=ns_batch + "\n")
     run("ip", "netns", "exec", netns, "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1")
     forget_neighbour(address)

@@ -65,7 +65,7 @@ def _owner_of(pid: int) -> int | None:
     for item in environ:
         if item.startswith(prefix):
             with contextlib.suppress(ValueError):
-                return int(item[len(prefix):])
+                return int(item[len(prefix) :])
     return None
 
 

@@ -76,8 +76,9 @@ def _view(backend, instance, members: dict[str, list[str]]) -> InstanceView:
         state=instance.state,
         address=instance.private_ip_address or "",
         public_key=public_key,
-        rules=tuple(json.dumps(r, sort_keys=True)
-                    for r in firewall.moto_rules(instance.security_groups, members)),
+        rules=tuple(
+            json.dumps(r, sort_keys=True) for r in firewall.moto_rules(instance.security_groups, members)
+        ),
     )
 
 
@@ -149,8 +150,9 @@ class Reconciler:
         host.seed_host(self.host_dir(view.instance_id), self.rootfs, spec)
         live.process = host.start_host(self.host_dir(view.instance_id), self.rootfs, spec, netns, self.owner)
         live.state = "up"
-        log.info("host %s up at %s (netns %s, pid %s)", view.instance_id, view.address, netns,
-                 live.process.pid)
+        log.info(
+            "host %s up at %s (netns %s, pid %s)", view.instance_id, view.address, netns, live.process.pid
+        )
 
     def _shut_itself_down(self, instance_id: str) -> bool:
         """A host whose init exited after `poweroff`: down, and the instance stopped/terminated as on EC2."""
@@ -202,11 +204,18 @@ class Reconciler:
 
     def _write_status(self, views: list[InstanceView]) -> None:
         status = {
-            "instances": {v.instance_id: {"state": v.state, "region": v.region, "address": v.address}
-                          for v in views},
-            "hosts": {i: {"address": h.address, "netns": h.netns, "state": h.state,
-                          "pid": h.process.pid if h.process else None}
-                      for i, h in self.hosts.items()},
+            "instances": {
+                v.instance_id: {"state": v.state, "region": v.region, "address": v.address} for v in views
+            },
+            "hosts": {
+                i: {
+                    "address": h.address,
+                    "netns": h.netns,
+                    "state": h.state,
+                    "pid": h.process.pid if h.process else None,
+                }
+                for i, h in self.hosts.items()
+            },
         }
         text = json.dumps(status, indent=1, sort_keys=True)
         if text != self._last_status:

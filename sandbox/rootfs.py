@@ -20,8 +20,18 @@ from sandbox.mirror import debian_mirror_url
 DEFAULT_ROOTFS = Path("/var/cache/labctl/rootfs-bookworm")
 SUITE = "bookworm"
 PACKAGES = (
-    "openssh-server", "sudo", "iproute2", "python3-minimal", "python3", "netcat-openbsd", "iputils-ping",
-    "procps", "ca-certificates", "tzdata", "less", "vim-tiny",
+    "openssh-server",
+    "sudo",
+    "iproute2",
+    "python3-minimal",
+    "python3",
+    "netcat-openbsd",
+    "iputils-ping",
+    "procps",
+    "ca-certificates",
+    "tzdata",
+    "less",
+    "vim-tiny",
 )
 STAMP_FILE = ".labctl-rootfs-stamp"
 INIT_SOURCE = Path(__file__).with_name("guest_init.py")  # copied into the tree as the hosts' PID 1
@@ -111,13 +121,19 @@ def _refuse_while_in_use(path: Path) -> None:
     from sandbox.orphans import live_daemons
 
     if live_daemons():
-        raise LabError(f"the root filesystem {path} is outdated but sandbox daemons still use it: run "
-                       "`fab teardown` for every sandbox state dir, then try again")
+        raise LabError(
+            f"the root filesystem {path} is outdated but sandbox daemons still use it: run "
+            "`fab teardown` for every sandbox state dir, then try again"
+        )
 
 
 def _debootstrap(target: Path, say) -> None:
     command = [
-        "debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(target),
+        "debootstrap",
+        "--variant=minbase",
+        f"--include={','.join(PACKAGES)}",
+        SUITE,
+        str(target),
         debian_mirror_url(SUITE),
     ]
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")

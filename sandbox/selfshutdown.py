@@ -32,8 +32,11 @@ echo "shutdown: this sandbox host only supports 'shutdown -h now' (no systemd to
 exit 1
 """
 
-COMMANDS = {"usr/sbin/poweroff": POWEROFF_SCRIPT, "usr/sbin/halt": POWEROFF_SCRIPT,
-            "usr/sbin/shutdown": SHUTDOWN_SCRIPT}
+COMMANDS = {
+    "usr/sbin/poweroff": POWEROFF_SCRIPT,
+    "usr/sbin/halt": POWEROFF_SCRIPT,
+    "usr/sbin/shutdown": SHUTDOWN_SCRIPT,
+}
 
 
 def request_path(host_dir: Path) -> Path:
@@ -68,7 +71,8 @@ def _mark_instance_initiated(instance) -> None:
     from moto.ec2.models.instances import StateReason
 
     instance.state_reason = StateReason(
-        "Client.InstanceInitiatedShutdown: Instance initiated shutdown", "Client.InstanceInitiatedShutdown")
+        "Client.InstanceInitiatedShutdown: Instance initiated shutdown", "Client.InstanceInitiatedShutdown"
+    )
 
 
 def _find_instance(instance_id: str):

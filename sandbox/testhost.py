@@ -29,13 +29,20 @@ def sandbox_client(endpoint: str, region: str = REGION):
     """A boto3 EC2 client for a sandbox endpoint (dummy credentials)."""
     import boto3
 
-    return boto3.client("ec2", region_name=region, endpoint_url=endpoint, aws_access_key_id="sandbox",
-                        aws_secret_access_key="sandbox")
+    return boto3.client(
+        "ec2",
+        region_name=region,
+        endpoint_url=endpoint,
+        aws_access_key_id="sandbox",
+        aws_secret_access_key="sandbox",
+    )
 
 
 def canonical_focal_ami(ec2) -> str:
-    images = ec2.describe_images(Owners=["099720109477"], Filters=[
-        {"Name": "name", "Values": ["ubuntu/images/hvm-ssd/ubuntu-focal-20.04-amd64-server-*"]}])["Images"]
+    images = ec2.describe_images(
+        Owners=["099720109477"],
+        Filters=[{"Name": "name", "Values": ["ubuntu/images/hvm-ssd/ubuntu-focal-20.04-amd64-server-*"]}],
+    )["Images"]
     return max(images, key=lambda image: image["CreationDate"])["ImageId"]
 
 
@@ -82,8 +89,14 @@ def standalone_host(public_key: str, ports: Sequence[int] = (22, 12345)) -> Iter
         ec2.import_key_pair(KeyName="testhost", PublicKeyMaterial=public_key.strip().encode())
         group_id = ec2.create_security_group(GroupName="testhost", Description="labctl test host")["GroupId"]
         _open_ports(ec2, group_id, ports)
-        instance = ec2.run_instances(ImageId=canonical_focal_ami(ec2), InstanceType="t2.micro", MinCount=1,
-                                     MaxCount=1, KeyName="testhost", SecurityGroupIds=[group_id])
+        instance = ec2.run_instances(
+            ImageId=canonical_focal_ami(ec2),
+            InstanceType="t2.micro",
+            MinCount=1,
+            MaxCount=1,
+            KeyName="testhost",
+            SecurityGroupIds=[group_id],
+        )
         address = instance["Instances"][0]["PublicIpAddress"]
         wait_for_port(address)
         yield address, console_host_keys(ec2, instance["Instances"][0]["InstanceId"])

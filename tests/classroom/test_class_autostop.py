@@ -19,11 +19,13 @@ CLASS = "netlab"
 
 
 def provision(auto_stop, students=STUDENTS, dry_run=False, **class_overrides) -> str:
-    options = cloud_tasks.ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True, name=CLASS,
-                                           auto_stop=auto_stop, dry_run=dry_run)
+    options = cloud_tasks.ProvisionOptions(
+        target="aws", ssh_cidr=TEST_CIDR, cloud_only=True, name=CLASS, auto_stop=auto_stop, dry_run=dry_run
+    )
     out = io.StringIO()
-    classroom.provision_class(options, classroom.ClassOptions(tuple(students), **class_overrides), out=out,
-                              tty=False)
+    classroom.provision_class(
+        options, classroom.ClassOptions(tuple(students), **class_overrides), out=out, tty=False
+    )
     return out.getvalue()
 
 
@@ -34,8 +36,9 @@ def deadlines(ec2) -> dict[str, tuple[str | None, str | None]]:
 
 
 def shutdown_behaviour(ec2, instance_id: str) -> str:
-    attribute = ec2.describe_instance_attribute(InstanceId=instance_id,
-                                                Attribute="instanceInitiatedShutdownBehavior")
+    attribute = ec2.describe_instance_attribute(
+        InstanceId=instance_id, Attribute="instanceInitiatedShutdownBehavior"
+    )
     return attribute["InstanceInitiatedShutdownBehavior"]["Value"]
 
 
@@ -47,8 +50,9 @@ def test_every_student_gets_the_deadline_the_report_and_status_show_it(ec2):
     assert all(at and at.endswith("Z") for at, _ in tagged.values())
     assert {shutdown_behaviour(ec2, i["InstanceId"]) for i in ours(ec2, "instances")} == {"stop"}
     rows = classroom.load_rows(CLASS)
-    assert {sid: row.auto_stop for sid, row in rows.items()} == {sid: f"{at} (2 h)" for sid, (at, _) in
-                                                                  tagged.items()}
+    assert {sid: row.auto_stop for sid, row in rows.items()} == {
+        sid: f"{at} (2 h)" for sid, (at, _) in tagged.items()
+    }
     assert "auto-stop after 2 h for every student" in out
     assert any(line.startswith("STUDENT") and "AUTO-STOP" in line for line in out.splitlines())
     status = cloud_tasks.status_data("aws", "ap-northeast-2", CLASS)
@@ -81,8 +85,12 @@ def test_other_hours_set_a_new_deadline_and_off_cancels(ec2):
 def test_students_skipped_for_a_passed_verify_still_get_auto_stop(ec2):
     provision(None)
     rows = classroom.load_rows(CLASS)
-    classroom.write_report(CLASS, "aws", "ap-northeast-2",
-                           [classroom.StudentRow(**{**vars(r), "verify": "pass"}) for r in rows.values()])
+    classroom.write_report(
+        CLASS,
+        "aws",
+        "ap-northeast-2",
+        [classroom.StudentRow(**{**vars(r), "verify": "pass"}) for r in rows.values()],
+    )
     out = provision("1.5")
     assert "skipped (their last verify passed; --all runs them again): s01, s02, s03" in out
     assert {hours for _, hours in deadlines(ec2).values()} == {"1.5"}
@@ -101,6 +109,10 @@ def test_a_student_without_an_instance_is_told_so(ec2):
     provision(None, students=(Student("s01"),))
     ec2.terminate_instances(InstanceIds=[i["InstanceId"] for i in ours(ec2, "instances")])
     rows = classroom.load_rows(CLASS)
-    classroom.write_report(CLASS, "aws", "ap-northeast-2",
-                           [classroom.StudentRow(**{**vars(r), "verify": "pass"}) for r in rows.values()])
+    classroom.write_report(
+        CLASS,
+        "aws",
+        "ap-northeast-2",
+        [classroom.StudentRow(**{**vars(r), "verify": "pass"}) for r in rows.values()],
+    )
     assert "  s01: no running instance, nothing to set" in provision("2", students=(Student("s01"),))

@@ -31,8 +31,9 @@ STUDENTS = (Student("s01"), Student("s02", public_key=KEY), Student("s03", cidr=
 def provision(students=STUDENTS, **class_overrides) -> tuple[list[classroom.StudentRow], str]:
     options = cloud_tasks.ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True, name=CLASS)
     out = io.StringIO()
-    rows = classroom.provision_class(options, classroom.ClassOptions(tuple(students), **class_overrides),
-                                     out=out, tty=False)
+    rows = classroom.provision_class(
+        options, classroom.ClassOptions(tuple(students), **class_overrides), out=out, tty=False
+    )
     return rows, out.getvalue()
 
 
@@ -50,8 +51,9 @@ def ours(ec2, kind: str) -> list[dict]:
 def inventory(ec2) -> dict:
     return {
         "instances": sorted(i["InstanceId"] for i in ours(ec2, "instances")),
-        "groups": sorted((g["GroupId"], str(sorted(map(str, g["IpPermissions"]))))
-                         for g in ours(ec2, "groups")),
+        "groups": sorted(
+            (g["GroupId"], str(sorted(map(str, g["IpPermissions"])))) for g in ours(ec2, "groups")
+        ),
         "keys": sorted(k["KeyName"] for k in ours(ec2, "keys")),
     }
 
@@ -145,8 +147,9 @@ def test_one_failing_student_does_not_stop_the_others(ec2, tmp_path):
 
 def test_rerun_skips_students_whose_last_verify_passed(ec2):
     rows, _ = provision()
-    passed = [classroom.StudentRow(**{**vars(r), "verify": "pass"}) if r.student == "s01" else r
-              for r in rows]
+    passed = [
+        classroom.StudentRow(**{**vars(r), "verify": "pass"}) if r.student == "s01" else r for r in rows
+    ]
     classroom.write_report(CLASS, "aws", "ap-northeast-2", passed)
     _, out = provision()
     assert "skipped (their last verify passed; --all runs them again): s01" in out
@@ -172,8 +175,12 @@ def _lookalikes(ec2) -> dict:
     vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
     group = ec2.create_security_group(GroupName="labctl-netlab-s01", Description="x", VpcId=vpc)["GroupId"]
     image = ec2.describe_images(Owners=["099720109477"])["Images"][0]["ImageId"]
-    tags = [{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "labctl-netlab-s02"},
-                                                  {"Key": CLASS_KEY, "Value": CLASS}]}]
+    tags = [
+        {
+            "ResourceType": "instance",
+            "Tags": [{"Key": "Name", "Value": "labctl-netlab-s02"}, {"Key": CLASS_KEY, "Value": CLASS}],
+        }
+    ]
     instance = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, TagSpecifications=tags)
     ec2.create_key_pair(KeyName="labctl-netlab-s09")
     return {"group": group, "instance": instance["Instances"][0]["InstanceId"], "key": "labctl-netlab-s09"}

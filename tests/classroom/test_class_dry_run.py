@@ -26,11 +26,13 @@ FAB = Path(sys.executable).with_name("fab")
 
 
 def run(students=STUDENTS, dry_run=True, **class_overrides) -> str:
-    options = cloud_tasks.ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True, name=CLASS,
-                                           dry_run=dry_run)
+    options = cloud_tasks.ProvisionOptions(
+        target="aws", ssh_cidr=TEST_CIDR, cloud_only=True, name=CLASS, dry_run=dry_run
+    )
     out = io.StringIO()
-    classroom.provision_class(options, classroom.ClassOptions(tuple(students), **class_overrides), out=out,
-                              tty=False)
+    classroom.provision_class(
+        options, classroom.ClassOptions(tuple(students), **class_overrides), out=out, tty=False
+    )
     return out.getvalue()
 
 
@@ -50,12 +52,16 @@ def test_dry_run_of_a_new_class_creates_nothing_and_plans_every_lab(ec2):
     assert inventory(ec2) == before == {"instances": [], "groups": [], "keys": []}
     assert state_files() == files
     lines = out.splitlines()
-    assert lines[0] == ("plan: target aws, region ap-northeast-2, lab netlab "
-                        "(class mode: 3 students; dry run: nothing is changed)")
+    assert lines[0] == (
+        "plan: target aws, region ap-northeast-2, lab netlab "
+        "(class mode: 3 students; dry run: nothing is changed)"
+    )
     assert "  s01: would create key pair labctl-netlab-s01: would create" in lines
     assert "  s02: would create key pair labctl-netlab-s02: would import" in lines
-    assert any(line.startswith("  s03: would create security group labctl-netlab-s03:")
-               and "10.20.30.40/32" in line for line in lines)
+    assert any(
+        line.startswith("  s03: would create security group labctl-netlab-s03:") and "10.20.30.40/32" in line
+        for line in lines
+    )
     assert sum(line.startswith("  s0") and "would create 1 instance(s)" in line for line in lines) == 3
     assert lines[-1] == "dry run: 3 labs to create; nothing was changed"
     assert not list(ec2.describe_key_pairs()["KeyPairs"])
@@ -79,10 +85,13 @@ def test_dry_run_after_provision_says_up_to_date_and_finds_drift_without_repairi
 def test_students_whose_last_verify_passed_are_shown_as_skipped(ec2):
     rows = classroom.provision_class(
         cloud_tasks.ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True, name=CLASS),
-        classroom.ClassOptions(STUDENTS), out=io.StringIO(), tty=False,
+        classroom.ClassOptions(STUDENTS),
+        out=io.StringIO(),
+        tty=False,
     )
-    classroom.write_report(CLASS, "aws", "ap-northeast-2",
-                           [classroom.StudentRow(**{**vars(r), "verify": "pass"}) for r in rows])
+    classroom.write_report(
+        CLASS, "aws", "ap-northeast-2", [classroom.StudentRow(**{**vars(r), "verify": "pass"}) for r in rows]
+    )
     out = run(students=STUDENTS + (Student("s04"),))
     assert "  s01: skipped: its last verify passed (--all would run it again)" in out
     assert any(line.startswith("  s04: would create 1 instance(s)") for line in out.splitlines())
@@ -109,8 +118,13 @@ def test_a_public_key_given_as_text_is_not_written_to_the_state_dir(ec2):
 
 def test_shared_group_is_planned_once(ec2):
     out = run(shared_sg=True)
-    assert sum(line.startswith("  shared: would create security group labctl-netlab--shared")
-               for line in out.splitlines()) == 1
+    assert (
+        sum(
+            line.startswith("  shared: would create security group labctl-netlab--shared")
+            for line in out.splitlines()
+        )
+        == 1
+    )
     assert "would create security group labctl-netlab-s0" not in out
 
 
@@ -121,8 +135,14 @@ def test_fab_dry_run_with_the_sandbox_stopped_starts_nothing(tmp_path, roster):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(LAB_STATE_DIR=str(tmp_path / "state"), LAB_TARGET="sandbox")
     args = [arg.replace("{csv}", str(csv_file)) for arg in roster]
-    done = subprocess.run([str(FAB), "provision", *args, "--dry-run"], cwd=PROJECT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [str(FAB), "provision", *args, "--dry-run"],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "the sandbox is not running: provision would start it and create every lab below" in done.stdout
     assert "  s02: host setup would run every step on the new instance" in done.stdout
@@ -141,8 +161,10 @@ def test_a_stopped_instance_would_be_started_and_set_up_afterwards(ec2):
     classroom.provision_class(options, classroom.ClassOptions((Student("s01"),)), out=out, tty=False)
     lines = out.getvalue().splitlines()
     assert f"  s01: would start  instance {instance}: is stopped" in lines  # as aligned by fab plan
-    assert "  s01: host steps would run once the instance has started (only a running one can be checked)" \
+    assert (
+        "  s01: host steps would run once the instance has started (only a running one can be checked)"
         in lines
+    )
     assert lines[-1] == "dry run: 1 to change; nothing was changed"
     state = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]["State"]["Name"]
     assert state == "stopped"

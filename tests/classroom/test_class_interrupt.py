@@ -28,8 +28,9 @@ STUDENTS = (Student("s01"), Student("s02"), Student("s03"))
 
 def provision(out: io.StringIO, parallel: int = 1) -> list[classroom.StudentRow]:
     options = cloud_tasks.ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True, name=CLASS)
-    return classroom.provision_class(options, classroom.ClassOptions(STUDENTS, parallel=parallel), out=out,
-                                     tty=False)
+    return classroom.provision_class(
+        options, classroom.ClassOptions(STUDENTS, parallel=parallel), out=out, tty=False
+    )
 
 
 def sigint_main_thread_once(ready: threading.Event) -> threading.Thread:
@@ -69,11 +70,13 @@ def test_sigint_stops_the_class_marks_the_students_and_a_rerun_converges(ec2, mo
     launched = [t["Value"] for i in ours(ec2, "instances") for t in i["Tags"] if t["Key"] == STUDENT_KEY]
     assert launched == ["s01"]  # s03 was never launched
     instance = ours(ec2, "instances")[0]["InstanceId"]
-    assert message.startswith(f"class {CLASS} interrupted; s01 (finished): instance {instance} (running), "
-                              "security group sg-")
+    assert message.startswith(
+        f"class {CLASS} interrupted; s01 (finished): instance {instance} (running), security group sg-"
+    )
     assert "labctl-netlab-s01; s02 (interrupted in cloud): nothing; s03 (not started): nothing" in message
-    assert message.endswith("Re-run the same `fab provision` to converge, or `fab teardown` to remove the "
-                            "class")
+    assert message.endswith(
+        "Re-run the same `fab provision` to converge, or `fab teardown` to remove the class"
+    )
     rows = classroom.load_rows(CLASS)
     assert rows["s02"].cloud == "interrupted" and rows["s02"].error.startswith("cloud: interrupted")
     assert rows["s03"].cloud == "not run" and rows["s03"].error == "not started: interrupted (Ctrl-C)"
@@ -140,6 +143,7 @@ def test_ctrl_c_before_any_student_started_marks_them_all_not_started(ec2, monke
     with pytest.raises(LabInterrupted) as stopped:
         provision(io.StringIO())
     assert "s01 (not started): nothing; s02 (not started): nothing; s03 (not started): nothing" in str(
-        stopped.value)
+        stopped.value
+    )
     rows = classroom.load_rows(CLASS)
     assert {row.error for row in rows.values()} == {"not started: interrupted (Ctrl-C)"}

@@ -30,8 +30,9 @@ def class_env(tmp_path, monkeypatch):
     env = dict(os.environ, LAB_STATE_DIR=str(state), LAB_TARGET="sandbox")
 
     def fab(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(FAB), *args], cwd=PROJECT, env=env, capture_output=True, text=True,
-                              timeout=280)
+        return subprocess.run(
+            [str(FAB), *args], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=280
+        )
 
     instance_ids: list[str] = []
     try:

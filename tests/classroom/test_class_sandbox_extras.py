@@ -35,20 +35,27 @@ def cloud_snapshot(state: Path) -> dict:
     return {
         "instances": sorted(
             (i["InstanceId"], i["State"]["Name"], json.dumps(sorted(map(str, i.get("Tags", [])))))
-            for r in described for i in r["Instances"]
+            for r in described
+            for i in r["Instances"]
         ),
-        "groups": sorted(json.dumps(g, sort_keys=True, default=str)
-                         for g in ec2.describe_security_groups()["SecurityGroups"]),
-        "key_pairs": sorted(json.dumps(k, sort_keys=True, default=str)
-                            for k in ec2.describe_key_pairs()["KeyPairs"]),
+        "groups": sorted(
+            json.dumps(g, sort_keys=True, default=str)
+            for g in ec2.describe_security_groups()["SecurityGroups"]
+        ),
+        "key_pairs": sorted(
+            json.dumps(k, sort_keys=True, default=str) for k in ec2.describe_key_pairs()["KeyPairs"]
+        ),
     }
 
 
 def state_snapshot(state: Path) -> dict[str, tuple[int, float, bytes]]:
     """Every file of the state dir (mode, mtime, content), except the sandbox daemon's own files."""
     return {
-        str(path.relative_to(state)): (path.stat().st_mode, path.stat().st_mtime,
-                                       path.read_bytes() if path.is_file() else b"")
+        str(path.relative_to(state)): (
+            path.stat().st_mode,
+            path.stat().st_mtime,
+            path.read_bytes() if path.is_file() else b"",
+        )
         for path in sorted(state.rglob("*"))
         if path.relative_to(state).parts[0] != "sandbox"
     }
@@ -56,8 +63,10 @@ def state_snapshot(state: Path) -> dict[str, tuple[int, float, bytes]]:
 
 def student_auto_stop(fab) -> dict[str, list]:
     data = json.loads(fab("status", "--json").stdout)["class"]
-    return {s["student"]: [(i["auto_stop_hours"], i["auto_stop_at"]) for i in s["instances"]]
-            for s in data["students"]}
+    return {
+        s["student"]: [(i["auto_stop_hours"], i["auto_stop_at"]) for i in s["instances"]]
+        for s in data["students"]
+    }
 
 
 def on_host(state: Path, student: str, command: str) -> str:
@@ -66,8 +75,10 @@ def on_host(state: Path, student: str, command: str) -> str:
     from labctl.targets import Cloud
 
     ec2 = sandbox_client(control.running_endpoint(state))
-    filters = [{"Name": "tag:labctl:student", "Values": [student]},
-               {"Name": "instance-state-name", "Values": ["running"]}]
+    filters = [
+        {"Name": "tag:labctl:student", "Values": [student]},
+        {"Name": "instance-state-name", "Values": ["running"]},
+    ]
     instance = ec2.describe_instances(Filters=filters)["Reservations"][0]["Instances"][0]
     cloud = Cloud("sandbox", "ap-northeast-2", control.running_endpoint(state), ec2)
     key_file = state / "keys" / f"labctl-netlab-{student}.pem"
@@ -93,7 +104,8 @@ def test_auto_stop_for_every_student_then_unchanged_then_a_dry_run_then_off(clas
     deadlines = {student: found[0][1] for student, found in tagged.items()}
     assert {student: found[0][0] for student, found in tagged.items()} == {"s01": 2.0, "s02": 2.0}
     assert {row["student"]: row["auto_stop"] for row in report(state).values()} == {
-        student: f"{at} (2 h)" for student, at in deadlines.items()}
+        student: f"{at} (2 h)" for student, at in deadlines.items()
+    }
     assert all(host_marker(state, student) for student in ("s01", "s02"))
 
     again = fab("provision", "--count", "2", "--auto-stop", "2")
@@ -134,8 +146,12 @@ def test_sigint_during_the_host_setup_exits_130_and_a_rerun_converges(class_env)
     fab, state, instance_ids = class_env
     env = dict(os.environ, LAB_STATE_DIR=str(state), LAB_TARGET="sandbox")  # as the fixture's fab
     process = subprocess.Popen(
-        [str(FAB), "provision", "--target", "sandbox", "--count", "2"], cwd=PROJECT,
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [str(FAB), "provision", "--target", "sandbox", "--count", "2"],
+        cwd=PROJECT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         _read_until_provision_runs(process)
@@ -149,8 +165,9 @@ def test_sigint_during_the_host_setup_exits_130_and_a_rerun_converges(class_env)
     assert err.count("\n") == 1 and "Traceback" not in err, err
     assert err.startswith("error: class netlab interrupted; s01 (")
     assert "(interrupted in provision): instance i-" in err
-    assert err.rstrip().endswith("Re-run the same `fab provision` to converge, or `fab teardown` to remove "
-                                 "the class")
+    assert err.rstrip().endswith(
+        "Re-run the same `fab provision` to converge, or `fab teardown` to remove the class"
+    )
     rows = report(state)
     instance_ids += [row["instance_id"] for row in rows.values() if row["instance_id"]]
     assert "interrupted" in {row["provision"] for row in rows.values()}

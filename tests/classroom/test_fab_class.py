@@ -16,8 +16,9 @@ FAB = Path(sys.executable).with_name("fab")
 def fab(tmp_path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(LAB_STATE_DIR=str(tmp_path / "state"), LAB_TARGET="sandbox")
-    return subprocess.run([str(FAB), *args], cwd=PROJECT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [str(FAB), *args], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ def test_count_out_of_range(count):
 def test_csv_with_optional_columns(tmp_path):
     pub = tmp_path / "kim.pub"
     pub.write_text(KEY + "\n")
-    path = write(tmp_path, f"id,public_key,cidr\nlee,,\nkim,{pub},\npark,\"{KEY}\",198.51.100.77/32\n\n")
+    path = write(tmp_path, f'id,public_key,cidr\nlee,,\nkim,{pub},\npark,"{KEY}",198.51.100.77/32\n\n')
     assert read_students(path) == [
         Student("lee"),
         Student("kim", public_key=str(pub.resolve())),

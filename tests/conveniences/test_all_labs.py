@@ -38,9 +38,15 @@ def make_lookalikes(ec2, image_id: str) -> dict:
     group_id = ec2.create_security_group(GroupName="labctl-other", Description="not ours")["GroupId"]
     ec2.create_key_pair(KeyName="labctl-other", KeyType="ed25519")
     instance = ec2.run_instances(
-        ImageId=image_id, MinCount=1, MaxCount=1,
-        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "labctl-first"},
-                                                                 {"Key": "labctl:lab", "Value": "first"}]}],
+        ImageId=image_id,
+        MinCount=1,
+        MaxCount=1,
+        TagSpecifications=[
+            {
+                "ResourceType": "instance",
+                "Tags": [{"Key": "Name", "Value": "labctl-first"}, {"Key": "labctl:lab", "Value": "first"}],
+            }
+        ],
     )["Instances"][0]
     return {"group": group_id, "key": "labctl-other", "instance": instance["InstanceId"]}
 
@@ -102,5 +108,8 @@ def test_find_labs_ignores_resources_without_the_project_tag(ec2):
     make_lookalikes(ec2, image)
     found = all_labs.find_labs(ec2)
     assert list(found) == ["real"]
-    assert all(tag_dict(i).get("labctl:project") != "labctl" for i in live_instances(ec2)
-               if i["InstanceId"] not in found["real"]["instances"])
+    assert all(
+        tag_dict(i).get("labctl:project") != "labctl"
+        for i in live_instances(ec2)
+        if i["InstanceId"] not in found["real"]["instances"]
+    )

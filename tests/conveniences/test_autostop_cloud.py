@@ -20,8 +20,9 @@ ATTRIBUTE = "instanceInitiatedShutdownBehavior"
 
 def provision(**overrides) -> tuple[list[dict], list[str]]:
     out = io.StringIO()
-    options = cloud_tasks.ProvisionOptions(**{"target": "aws", "ssh_cidr": TEST_CIDR, "cloud_only": True,
-                                              **overrides})
+    options = cloud_tasks.ProvisionOptions(
+        **{"target": "aws", "ssh_cidr": TEST_CIDR, "cloud_only": True, **overrides}
+    )
     described = cloud_tasks.provision(options, report=Report(out, io.StringIO()))
     return described, out.getvalue().splitlines()
 

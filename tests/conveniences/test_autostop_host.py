@@ -23,9 +23,9 @@ from ..lab.conftest import eventually
 
 pytestmark = [pytest.mark.root]
 
-FAKE_POWEROFF = "#!/bin/sh\necho \"poweroff $*\" >> /var/log/fake-poweroff.log\n"
+FAKE_POWEROFF = '#!/bin/sh\necho "poweroff $*" >> /var/log/fake-poweroff.log\n'
 FAKE_SHUTDOWN = (
-    "#!/bin/sh\necho \"$*\" >> /var/log/fake-shutdown.log\n"
+    '#!/bin/sh\necho "$*" >> /var/log/fake-shutdown.log\n'
     "mkdir -p /run/systemd/shutdown && touch /run/systemd/shutdown/scheduled\n"
 )
 
@@ -40,8 +40,11 @@ def host(sandbox_host):
         marker = autostop.read_marker(box)
         if marker and marker[1] == autostop.TIMER and marker[2].isdigit():
             box.sudo(f"kill {marker[2]}")
-        box.sudo("rm -rf /run/systemd /usr/local/sbin/poweroff /usr/local/sbin/shutdown "
-                 f"{autostop.MARKER} /var/log/fake-poweroff.log /var/log/fake-shutdown.log", check=True)
+        box.sudo(
+            "rm -rf /run/systemd /usr/local/sbin/poweroff /usr/local/sbin/shutdown "
+            f"{autostop.MARKER} /var/log/fake-poweroff.log /var/log/fake-shutdown.log",
+            check=True,
+        )
         conn.close()
 
 
@@ -56,13 +59,15 @@ def test_bare_sandbox_host_schedules_its_own_poweroff_timer(host):
 
 
 def test_host_without_poweroff_or_halt_cannot_stop_itself_and_nothing_is_scheduled(host):
-    host.sudo("mv /usr/sbin/poweroff /usr/sbin/poweroff.away && mv /usr/sbin/halt /usr/sbin/halt.away",
-              check=True)
+    host.sudo(
+        "mv /usr/sbin/poweroff /usr/sbin/poweroff.away && mv /usr/sbin/halt /usr/sbin/halt.away", check=True
+    )
     try:
         result = autostop.auto_stop(host, in_an_hour(), "in an hour")
     finally:
-        host.sudo("mv /usr/sbin/poweroff.away /usr/sbin/poweroff; mv /usr/sbin/halt.away /usr/sbin/halt",
-                  check=True)
+        host.sudo(
+            "mv /usr/sbin/poweroff.away /usr/sbin/poweroff; mv /usr/sbin/halt.away /usr/sbin/halt", check=True
+        )
     assert result.status == autostop.NOT_POSSIBLE
     assert "no systemd and no poweroff/halt" in result.detail
     assert host.read_file(autostop.MARKER) is None

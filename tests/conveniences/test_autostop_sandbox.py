@@ -74,7 +74,8 @@ def test_auto_stop_timer_stops_the_instance_and_start_boots_it_with_its_files(sa
 def test_shutdown_now_with_behaviour_terminate_terminates_the_instance(sandbox_host):
     # the Attribute/Value form: moto 5.2 ignores InstanceInitiatedShutdownBehavior={"Value": ...}
     sandbox_host.ec2.modify_instance_attribute(
-        InstanceId=sandbox_host.instance_id, Attribute="instanceInitiatedShutdownBehavior", Value="terminate")
+        InstanceId=sandbox_host.instance_id, Attribute="instanceInitiatedShutdownBehavior", Value="terminate"
+    )
     conn, host = connect(sandbox_host)
     try:
         host.sudo("setsid sh -c 'sleep 1; shutdown -h now' > /dev/null 2>&1 < /dev/null &", check=True)

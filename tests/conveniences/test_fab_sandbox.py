@@ -37,8 +37,15 @@ class Lab:
         self.provision_output = ""
 
     def fab(self, *args: str, timeout: int = 280) -> subprocess.CompletedProcess:
-        return subprocess.run([str(FAB), *args], cwd=PROJECT, env=self.env, capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            [str(FAB), *args],
+            cwd=PROJECT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
 
     def status(self) -> dict:
         done = self.fab("status", "--json")
@@ -143,11 +150,20 @@ def test_unknown_instance_is_one_line(lab):
 
 def pinned_known_hosts(lab: Lab, path: Path) -> None:
     """known_hosts with the keys the console printed (what labctl pins), via labctl's own reader."""
-    code = ("from labctl import targets\n"
-            "for h in targets.host_targets():\n"
-            "    print('\\n'.join(f'{h.address} {t} {k}' for t, k in h.host_keys))")
-    done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, env=lab.env, capture_output=True,
-                          text=True, timeout=60, check=True)
+    code = (
+        "from labctl import targets\n"
+        "for h in targets.host_targets():\n"
+        "    print('\\n'.join(f'{h.address} {t} {k}' for t, k in h.host_keys))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT,
+        env=lab.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     path.write_text(done.stdout)
 
 
@@ -156,10 +172,23 @@ def test_the_printed_ssh_line_works_with_openssh(lab, tmp_path):
     words = shlex.split(line.removeprefix("ssh by hand: "))
     known = tmp_path / "known_hosts"
     pinned_known_hosts(lab, known)
-    strict = ["-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes",
-              "-o", "GlobalKnownHostsFile=/dev/null"]
-    done = subprocess.run([words[0], *strict, *words[1:], "echo via-openssh"], capture_output=True, text=True,
-                          timeout=60, stdin=subprocess.DEVNULL)
+    strict = [
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        f"UserKnownHostsFile={known}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "GlobalKnownHostsFile=/dev/null",
+    ]
+    done = subprocess.run(
+        [words[0], *strict, *words[1:], "echo via-openssh"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "via-openssh"
 
@@ -205,8 +234,9 @@ def test_class_mode_refuses_a_bad_auto_stop_in_one_line_before_doing_anything(tm
     env = {k: v for k, v in os.environ.items() if k not in DROP}
     env["LAB_STATE_DIR"] = str(tmp_path / "state")
     args = ["provision", "--target", "sandbox", "--count", "2", "--auto-stop", "soon"]
-    done = subprocess.run([str(FAB), *args], cwd=PROJECT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [str(FAB), *args], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         "error: --auto-stop 'soon' is not a number of hours (e.g. 3 or 0.5, or off)"

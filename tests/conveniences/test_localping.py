@@ -13,8 +13,13 @@ from lab import localping, verify
 
 @pytest.mark.parametrize(
     ("os_name", "platform", "kind"),
-    [("posix", "linux", "linux"), ("posix", "darwin", "bsd"), ("posix", "freebsd14", "bsd"),
-     ("nt", "win32", "windows"), ("posix", "cygwin", "windows")],
+    [
+        ("posix", "linux", "linux"),
+        ("posix", "darwin", "bsd"),
+        ("posix", "freebsd14", "bsd"),
+        ("nt", "win32", "windows"),
+        ("posix", "cygwin", "windows"),
+    ],
 )
 def test_platform_name(os_name, platform, kind):
     assert localping.platform_name(os_name, platform) == kind
@@ -23,7 +28,15 @@ def test_platform_name(os_name, platform, kind):
 def test_platform_follows_monkeypatched_os_name_and_sys_platform(monkeypatch):
     monkeypatch.setattr(sys, "platform", "darwin")
     assert localping.ping_command("198.51.100.10") == [
-        "ping", "-n", "-c", "2", "-W", "2000", "-t", "5", "198.51.100.10"
+        "ping",
+        "-n",
+        "-c",
+        "2",
+        "-W",
+        "2000",
+        "-t",
+        "5",
+        "198.51.100.10",
     ]
     monkeypatch.setattr(os, "name", "nt")
     monkeypatch.setattr(sys, "platform", "win32")
@@ -32,7 +45,15 @@ def test_platform_follows_monkeypatched_os_name_and_sys_platform(monkeypatch):
 
 def test_linux_command_is_the_iputils_one():
     assert localping.ping_command("198.51.100.10", "linux") == [
-        "ping", "-n", "-c", "2", "-W", "2", "-w", "5", "198.51.100.10"
+        "ping",
+        "-n",
+        "-c",
+        "2",
+        "-W",
+        "2",
+        "-w",
+        "5",
+        "198.51.100.10",
     ]
 
 

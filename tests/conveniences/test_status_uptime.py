@@ -19,8 +19,9 @@ from .conftest import TEST_CIDR
 
 def provision(**overrides) -> tuple[list[dict], list[str]]:
     out = io.StringIO()
-    options = cloud_tasks.ProvisionOptions(**{"target": "aws", "ssh_cidr": TEST_CIDR, "cloud_only": True,
-                                              **overrides})
+    options = cloud_tasks.ProvisionOptions(
+        **{"target": "aws", "ssh_cidr": TEST_CIDR, "cloud_only": True, **overrides}
+    )
     described = cloud_tasks.provision(options, report=Report(out, io.StringIO()))
     return described, out.getvalue().splitlines()
 
@@ -91,8 +92,12 @@ def test_status_json_connect_object(ec2):
     key_file = lab_state.load_state()["key_file"]
     assert connect == {
         "ssh_command": f"ssh -i {key_file} ubuntu@{instance['PublicIpAddress']}",
-        "mobaxterm": {"remote_host": instance["PublicIpAddress"], "specify_username": "ubuntu", "port": 22,
-                      "private_key": key_file},
+        "mobaxterm": {
+            "remote_host": instance["PublicIpAddress"],
+            "specify_username": "ubuntu",
+            "port": 22,
+            "private_key": key_file,
+        },
     }
     assert data["instances"][0]["auto_stop_at"] is None
 
@@ -105,5 +110,9 @@ def test_bad_warn_hours_is_one_line(ec2, bad):
 
 
 def test_format_hours():
-    assert [uptime.format_hours(h) for h in (0.25, 1, 3.0833, 49.5)] == ["15 min", "1 h 00 min", "3 h 05 min",
-                                                                         "2 d 1 h"]
+    assert [uptime.format_hours(h) for h in (0.25, 1, 3.0833, 49.5)] == [
+        "15 min",
+        "1 h 00 min",
+        "3 h 05 min",
+        "2 d 1 h",
+    ]

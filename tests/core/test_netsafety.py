@@ -26,8 +26,14 @@ def test_aws_endpoint_detection(endpoint, expected):
 
 @pytest.mark.parametrize(
     "address, expected",
-    [("198.51.100.10", True), ("198.51.100.255", True), ("198.51.101.1", False), ("54.214.1.2", False),
-     ("ec2-54-214-1-2.compute-1.amazonaws.com", False), ("203.0.113.5", False)],
+    [
+        ("198.51.100.10", True),
+        ("198.51.100.255", True),
+        ("198.51.101.1", False),
+        ("54.214.1.2", False),
+        ("ec2-54-214-1-2.compute-1.amazonaws.com", False),
+        ("203.0.113.5", False),
+    ],
 )
 def test_sandbox_address_detection(address, expected):
     assert is_sandbox_address(address) is expected

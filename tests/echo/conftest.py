@@ -35,8 +35,9 @@ def start_server(echo_build: Path, tmp_path: Path, free_port: int):
     """Factory: start_server(kind) -> a running EchoServer on a free port; all are stopped at teardown."""
     started: list[EchoServer] = []
 
-    def start(kind: str, port: int = free_port, python: str = sys.executable,
-              max_open_files: int | None = None) -> EchoServer:
+    def start(
+        kind: str, port: int = free_port, python: str = sys.executable, max_open_files: int | None = None
+    ) -> EchoServer:
         assert kind in SERVER_KINDS
         log_dir = tmp_path / f"server-{len(started)}-{kind}"
         server = EchoServer(server_command(kind, echo_build, port, python), port, log_dir, max_open_files)

@@ -26,8 +26,12 @@ KOREAN_LINES = ("즐거운 네트워크 수업시간!".encode(), "안녕 싸피"
 
 def server_command(kind: str, build: Path, port: int, python: str = sys.executable) -> list[str]:
     """The command line that starts a server of `kind` on `port`."""
-    binaries = {"c": "echo_server", "c_asan": "echo_server_asan", "c_poll": "echo_server_poll",
-                "c_poll_asan": "echo_server_poll_asan"}
+    binaries = {
+        "c": "echo_server",
+        "c_asan": "echo_server_asan",
+        "c_poll": "echo_server_poll",
+        "c_poll_asan": "echo_server_poll_asan",
+    }
     if kind in binaries:
         return [str(build / binaries[kind]), str(port)]
     script = [python, str(ECHO_DIR / "echo_server.py"), str(port)]
@@ -52,6 +56,7 @@ def has_sanitizer_report(stderr: bytes) -> bool:
 
 
 # ------------------------------------------------------------------ /proc/net/tcp
+
 
 def _tcp_table() -> list[list[str]]:
     with open("/proc/net/tcp") as table:
@@ -86,11 +91,13 @@ def wait_until(condition, what: str, seconds: float = WAIT_SECONDS) -> None:
 
 # ------------------------------------------------------------------ servers
 
+
 class EchoServer:
     """A server process with stdout/stderr in files; stopped by PID."""
 
-    def __init__(self, command: list[str], port: int, log_dir: Path, max_open_files: int | None = None
-                 ) -> None:
+    def __init__(
+        self, command: list[str], port: int, log_dir: Path, max_open_files: int | None = None
+    ) -> None:
         self.command = command
         self.port = port
         self.log_dir = log_dir
@@ -108,8 +115,9 @@ class EchoServer:
     def start(self) -> None:
         self.log_dir.mkdir(parents=True)
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.process = subprocess.Popen(self.command, stdout=out, stderr=err, env=child_env(),
-                                            preexec_fn=self._limit_open_files)
+            self.process = subprocess.Popen(
+                self.command, stdout=out, stderr=err, env=child_env(), preexec_fn=self._limit_open_files
+            )
         wait_until(lambda: is_listening(self.port) or self.process.poll() is not None, f"port {self.port}")
         assert self.process.poll() is None, f"server exited early: {self.output()!r} {self.errors()!r}"
 
@@ -152,6 +160,7 @@ class EchoServer:
 
 
 # ------------------------------------------------------------------ clients
+
 
 def run_client(command: list[str], stdin: bytes) -> subprocess.CompletedProcess:
     """Run a client program to completion with `stdin`; its stderr must stay empty."""
@@ -226,8 +235,9 @@ def find_python38() -> str | None:
     candidates = [shutil.which("python3.8")]
     candidates += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.8*/bin/python3.8")))
     for candidate in filter(None, candidates):
-        probe = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2])"],
-                               capture_output=True, text=True)
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True
+        )
         if probe.returncode == 0 and probe.stdout.strip() == "(3, 8)":
             return candidate
     return None

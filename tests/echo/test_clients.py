@@ -36,8 +36,13 @@ def start_client(echo_build):
     processes: list[subprocess.Popen] = []
 
     def start(kind: str, port: int, stdin: bytes) -> subprocess.Popen:
-        process = subprocess.Popen(client_command(kind, echo_build, port), stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env())
+        process = subprocess.Popen(
+            client_command(kind, echo_build, port),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=child_env(),
+        )
         processes.append(process)
         process.stdin.write(stdin)
         process.stdin.close()
@@ -85,7 +90,8 @@ def test_server_closing_prints_server_disconnected(fake_server, start_client, cl
 
 
 def test_server_resetting_the_connection_prints_server_disconnected_and_exits_1(
-        fake_server, start_client, client_kind):
+    fake_server, start_client, client_kind
+):
     client = start_client(client_kind, fake_server.getsockname()[1], b"hello\n")
     peer, _ = fake_server.accept()
     with peer:

@@ -35,8 +35,9 @@ def test_fifty_clients_at_once_each_get_their_own_echoes(start_server, server_ki
     clients = [connect(server.port) for _ in range(CLIENT_COUNT)]
     try:
         for round_number in range(3):
-            messages = [f"client {i} round {round_number} ".encode() + KOREAN_LINES[1]
-                        for i in range(CLIENT_COUNT)]
+            messages = [
+                f"client {i} round {round_number} ".encode() + KOREAN_LINES[1] for i in range(CLIENT_COUNT)
+            ]
             for sock, message in zip(clients, messages):
                 sock.sendall(message + b"\n")
             replies = [receive_exactly(sock, len(message)) for sock, message in zip(clients, messages)]
@@ -53,8 +54,13 @@ def test_client_programs_run_side_by_side(start_server, echo_build, server_kind)
     server = start_server(server_kind)
     lines = [b"side", b"by", b"side"]
     processes = [
-        subprocess.Popen(client_command(kind, echo_build, server.port), stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env())
+        subprocess.Popen(
+            client_command(kind, echo_build, server.port),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=child_env(),
+        )
         for kind in ("c", "py", "c_asan") * 4
     ]
     try:

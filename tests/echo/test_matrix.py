@@ -43,7 +43,8 @@ def test_crlf_is_stripped_like_lf(start_server, echo_build, server_kind, client_
 
 
 def test_exit_closes_that_client_and_the_server_serves_the_next(
-        start_server, echo_build, server_kind, client_kind):
+    start_server, echo_build, server_kind, client_kind
+):
     server = start_server(server_kind)
 
     first = talk(client_kind, echo_build, server.port, [b"first", b"exit", b"never sent"])
@@ -56,7 +57,8 @@ def test_exit_closes_that_client_and_the_server_serves_the_next(
 
 
 def test_a_client_resetting_the_connection_does_not_kill_the_server(
-        start_server, echo_build, server_kind, client_kind):
+    start_server, echo_build, server_kind, client_kind
+):
     server = start_server(server_kind)
     with connect(server.port) as rude:
         rude.sendall(b"hello\n")
@@ -97,7 +99,8 @@ def test_binary_bytes_are_echoed_exactly(start_server, echo_build, server_kind, 
 
 
 def test_empty_lines_get_no_reply_and_do_not_block_the_next_line(
-        start_server, echo_build, server_kind, client_kind):
+    start_server, echo_build, server_kind, client_kind
+):
     server = start_server(server_kind)
 
     output = talk(client_kind, echo_build, server.port, [b"", b"abc", b"", b"\r", b"", b"def"])

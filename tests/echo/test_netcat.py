@@ -50,8 +50,12 @@ def test_nc_client_sending_exit_is_disconnected(start_server, server_kind):
 
 @pytest.mark.parametrize("client_kind", PROGRAM_CLIENT_KINDS)
 def test_client_against_nc_listening(echo_build, free_port, client_kind):
-    listener = subprocess.Popen(["nc", "-l", "127.0.0.1", str(free_port)], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    listener = subprocess.Popen(
+        ["nc", "-l", "127.0.0.1", str(free_port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         listener.stdin.write(KOREAN_LINES[1])  # what "the server" types back
         listener.stdin.close()

@@ -63,8 +63,14 @@ def test_make_builds_the_two_programs_incrementally_and_cleans_up(tmp_path):
     assert "echo_client.c" in rebuilt and "echo_server.c" not in rebuilt
 
     make(tmp_path, "poll", "sanitize")
-    assert built_files(tmp_path) == {"echo_server", "echo_client", "echo_server_poll", "echo_server_asan",
-                                     "echo_client_asan", "echo_server_poll_asan"}
+    assert built_files(tmp_path) == {
+        "echo_server",
+        "echo_client",
+        "echo_server_poll",
+        "echo_server_asan",
+        "echo_client_asan",
+        "echo_server_poll_asan",
+    }
     make(tmp_path, "clean")
     assert built_files(tmp_path) == set()
 
@@ -86,8 +92,12 @@ def test_port_in_use_prints_the_bind_error(echo_build, free_port, server_kind):
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", free_port))
         squatter.listen(1)
-        result = subprocess.run(server_command(server_kind, echo_build, free_port), capture_output=True,
-                                timeout=WAIT_SECONDS, env=child_env())
+        result = subprocess.run(
+            server_command(server_kind, echo_build, free_port),
+            capture_output=True,
+            timeout=WAIT_SECONDS,
+            env=child_env(),
+        )
 
     assert (result.returncode, result.stdout, result.stderr) == (1, b"ERROR :: 2_bind Error\n", b"")
 
@@ -130,10 +140,17 @@ def test_python_programs_parse_as_python_3_8(script):
 
     tree = ast.parse(source, filename=script, feature_version=(3, 8))
 
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-                for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
-                 if isinstance(node, ast.ImportFrom) and node.module}
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    imported |= {
+        node.module.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
     stdlib = getattr(sys, "stdlib_module_names", None)  # Python 3.10+
     if stdlib is not None:
         assert imported <= set(stdlib), "standard library only"

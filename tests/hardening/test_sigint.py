@@ -64,8 +64,17 @@ def held_moto(tmp_path, free_port, request):
     """A moto server holding the action `request.param` (see SERVER); stopped by its PID afterwards."""
     held = HeldServer(f"http://127.0.0.1:{free_port}", tmp_path / "arrived", tmp_path / "release")
     process = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(REPO), str(tmp_path / "amis.json"), str(free_port),
-         str(held.arrived), str(held.release), HELD[request.param]],
+        [
+            sys.executable,
+            "-c",
+            SERVER,
+            str(REPO),
+            str(tmp_path / "amis.json"),
+            str(free_port),
+            str(held.arrived),
+            str(held.release),
+            HELD[request.param],
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -62,17 +62,27 @@ def sandbox_host(tmp_path_factory) -> SandboxHost:
         key_file.write_text(key["KeyMaterial"])
         group_id = ec2.create_security_group(GroupName="lab", Description="lab host tests")["GroupId"]
         box = SandboxHost(HostTarget("pending", "0.0.0.0"), ec2, group_id, "")
-        ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[
-            box.rule(22), box.rule(ECHO_PORT),
-            {"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
-        ])
-        instance = ec2.run_instances(ImageId=testhost.canonical_focal_ami(ec2), InstanceType="t2.micro",
-                                     MinCount=1, MaxCount=1, KeyName="lab",
-                                     SecurityGroupIds=[group_id])["Instances"][0]
+        ec2.authorize_security_group_ingress(
+            GroupId=group_id,
+            IpPermissions=[
+                box.rule(22),
+                box.rule(ECHO_PORT),
+                {"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+            ],
+        )
+        instance = ec2.run_instances(
+            ImageId=testhost.canonical_focal_ami(ec2),
+            InstanceType="t2.micro",
+            MinCount=1,
+            MaxCount=1,
+            KeyName="lab",
+            SecurityGroupIds=[group_id],
+        )["Instances"][0]
         address = instance["PublicIpAddress"]
         host_keys = parse_key_lines(testhost.console_host_keys(ec2, instance["InstanceId"]))
-        box.target = HostTarget("lab-1", address, "ubuntu", str(key_file), 22, host_keys, "sandbox",
-                                instance["InstanceId"])
+        box.target = HostTarget(
+            "lab-1", address, "ubuntu", str(key_file), 22, host_keys, "sandbox", instance["InstanceId"]
+        )
         box.instance_id = instance["InstanceId"]
         yield box
     finally:

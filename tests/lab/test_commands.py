@@ -48,13 +48,13 @@ def test_update_command_is_noninteractive():
 def test_as_root_uses_non_interactive_sudo_unless_root():
     assert as_root("id -u", "ubuntu") == "sudo -n sh -c 'id -u'"
     assert as_root("id -u", "root") == "sh -c 'id -u'"
-    command = as_root("echo \"it's\" $((1+1))", "root")
+    command = as_root('echo "it\'s" $((1+1))', "root")
     out = subprocess.run(["sh", "-c", command], capture_output=True, text=True)
     assert out.stdout == "it's 2\n"
 
 
 def test_q_keeps_home_expandable_and_quotes_the_rest():
-    assert q("~/.vimrc") == "\"$HOME\"/.vimrc"
+    assert q("~/.vimrc") == '"$HOME"/.vimrc'
     assert q("/etc/apt/sources.list") == "/etc/apt/sources.list"
     assert q("a b;rm") == "'a b;rm'"
 

@@ -93,8 +93,13 @@ def test_bad_pinned_key_is_a_lab_error():
 
 def target_for(sshd, host_keys=()) -> HostTarget:
     return HostTarget(
-        name="local", address="127.0.0.1", user="root", key_file=sshd.client_key, port=sshd.port,
-        host_keys=tuple(host_keys), target="byo",
+        name="local",
+        address="127.0.0.1",
+        user="root",
+        key_file=sshd.client_key,
+        port=sshd.port,
+        host_keys=tuple(host_keys),
+        target="byo",
     )
 
 

@@ -27,7 +27,11 @@ def test_local_sources_are_sources_only(tmp_path):
         (tmp_path / name).write_text("build product")
     (tmp_path / "__pycache__").mkdir()
     assert sorted(deploy.local_sources(tmp_path)) == [
-        "Makefile", "echo_client.c", "echo_server.c", "echo_server.py", "util.h",
+        "Makefile",
+        "echo_client.c",
+        "echo_server.c",
+        "echo_server.py",
+        "util.h",
     ]
 
 
@@ -164,8 +168,9 @@ def test_supervisor_restarts_a_dead_server_and_stops_cleanly(tmp_path, free_port
     env = dict(os.environ, HOME=str(tmp_path))
     command = f"{sys.executable} {ECHO / 'echo_server.py'} {free_port}"
     # Like sshd: the command's stdout is a pipe that must reach EOF, or the SSH command never ends.
-    started = subprocess.run([shell, "-c", deploy.supervisor_script(command)], env=env, timeout=10,
-                             capture_output=True)
+    started = subprocess.run(
+        [shell, "-c", deploy.supervisor_script(command)], env=env, timeout=10, capture_output=True
+    )
     assert started.returncode == 0
     supervisor = pid_in(work / deploy.PID_FILE)
     try:

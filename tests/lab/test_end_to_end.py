@@ -41,8 +41,9 @@ def lab_env(tmp_path, monkeypatch):
     env = dict(os.environ)
 
     def fab(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(FAB), *args], cwd=PROJECT, env=env, capture_output=True, text=True,
-                              timeout=280)
+        return subprocess.run(
+            [str(FAB), *args], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=280
+        )
 
     try:
         yield fab, targets
@@ -97,6 +98,8 @@ def test_main_job_end_to_end(lab_env):
     assert eventually(lambda: tcp_times_out(hosts[0].address, ECHO_PORT))
     blocked = fab("verify")
     assert blocked.returncode == 1
-    assert (f"TCP {ECHO_PORT} timed out: the security group has no rule for {ECHO_PORT} from your address"
-            in blocked.stdout)
+    assert (
+        f"TCP {ECHO_PORT} timed out: the security group has no rule for {ECHO_PORT} from your address"
+        in blocked.stdout
+    )
     assert blocked.stderr == ""

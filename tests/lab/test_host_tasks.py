@@ -18,8 +18,14 @@ from labctl.hosttarget import HostTarget
 def test_byo_target_from_fabric_dash_h():
     conn = Connection("ubuntu@198.51.100.77:2222", connect_kwargs={"key_filename": ["/keys/lab.pem"]})
     target = host_tasks.byo_target(conn)
-    assert target == HostTarget(name="198.51.100.77", address="198.51.100.77", user="ubuntu",
-                                key_file="/keys/lab.pem", port=2222, target="byo")
+    assert target == HostTarget(
+        name="198.51.100.77",
+        address="198.51.100.77",
+        user="ubuntu",
+        key_file="/keys/lab.pem",
+        port=2222,
+        target="byo",
+    )
 
 
 def test_task_hosts_with_dash_h_is_that_host_only():

@@ -38,8 +38,12 @@ def test_failure_makes_report_not_ok_and_json_carries_it():
     data = json.loads(report.json())
     assert data["ok"] is False
     assert data["errors"] == {"h2": "SSH on 198.51.100.20:22 not ready"}
-    assert data["results"][1] == {"host": "h2", "step": "error", "status": FAILED,
-                                  "detail": "SSH on 198.51.100.20:22 not ready"}
+    assert data["results"][1] == {
+        "host": "h2",
+        "step": "error",
+        "status": FAILED,
+        "detail": "SSH on 198.51.100.20:22 not ready",
+    }
 
 
 def test_table_aligns_columns():

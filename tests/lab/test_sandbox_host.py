@@ -77,8 +77,13 @@ def test_dry_run_reports_changes_and_changes_nothing(sandbox_host, ssh):
     before = ssh(SNAPSHOT).stdout
     report = provision(sandbox_host, dry_run=True)
     assert statuses(report) == {
-        "cloud-init": OK, "apt locks": OK, "apt mirror": WOULD_CHANGE, "timezone": WOULD_CHANGE,
-        ".vimrc": WOULD_CHANGE, "packages": WOULD_CHANGE, "work dir": WOULD_CHANGE,
+        "cloud-init": OK,
+        "apt locks": OK,
+        "apt mirror": WOULD_CHANGE,
+        "timezone": WOULD_CHANGE,
+        ".vimrc": WOULD_CHANGE,
+        "packages": WOULD_CHANGE,
+        "work dir": WOULD_CHANGE,
     }
     assert ssh(SNAPSHOT).stdout == before
 
@@ -87,8 +92,13 @@ def test_provision_changes_the_host(sandbox_host, ssh):
     original_sources = ssh("cat /etc/apt/sources.list").stdout
     report = provision(sandbox_host)
     assert statuses(report) == {
-        "cloud-init": OK, "apt locks": OK, "apt mirror": CHANGED, "timezone": CHANGED,
-        ".vimrc": CHANGED, "packages": CHANGED, "work dir": CHANGED,
+        "cloud-init": OK,
+        "apt locks": OK,
+        "apt mirror": CHANGED,
+        "timezone": CHANGED,
+        ".vimrc": CHANGED,
+        "packages": CHANGED,
+        "work dir": CHANGED,
     }
     assert "http://mirror.kakao.com/" in ssh("cat /etc/apt/sources.list").stdout
     assert ssh("cat /etc/apt/sources.list.orig").stdout == original_sources
@@ -199,7 +209,7 @@ def test_deploy_dry_run_changes_nothing(sandbox_host, ssh):
 
 
 def test_verify_fails_with_the_reason_when_the_server_is_stopped(sandbox_host, ssh):
-    ssh('kill -TERM -$(cat ~/server-socket/echo-server.pid)')
+    ssh("kill -TERM -$(cat ~/server-socket/echo-server.pid)")
     assert eventually(lambda: not ssh(f"bash -c 'exec 3<>/dev/tcp/127.0.0.1/{ECHO_PORT}'").ok)
     passed, data = run_verify(sandbox_host)
     assert not passed
@@ -266,12 +276,30 @@ def test_fab_deploy_echo_and_verify_with_a_byo_host(sandbox_host, state_dir):
     unverified = fab(*login, "verify", state_dir=state_dir)
     assert unverified.returncode == 1
     assert "FAILED" in unverified.stdout and "--trust-new-host" in unverified.stdout
-    first = fab(*login, "provision", "--trust-new-host", "deploy-echo", "--server", "python", "--concurrent",
-                "verify", state_dir=state_dir)
+    first = fab(
+        *login,
+        "provision",
+        "--trust-new-host",
+        "deploy-echo",
+        "--server",
+        "python",
+        "--concurrent",
+        "verify",
+        state_dir=state_dir,
+    )
     assert first.returncode == 0, first.stdout + first.stderr
     step_lines = [line for line in first.stdout.splitlines() if line.startswith(f"[{t.address}] ")]
     assert [line.split()[1] for line in step_lines] == [
-        "cloud-init", "apt", "apt", "timezone", ".vimrc", "packages", "work", "upload", "compile", "echo"
+        "cloud-init",
+        "apt",
+        "apt",
+        "timezone",
+        ".vimrc",
+        "packages",
+        "work",
+        "upload",
+        "compile",
+        "echo",
     ]
     assert "FAILED" not in first.stdout and "summary: " in first.stdout
     again = fab(*login, "provision", "deploy-echo", "--server", "python", "--concurrent", state_dir=state_dir)

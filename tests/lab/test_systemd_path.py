@@ -56,8 +56,10 @@ echo "$*" >> /var/log/fake-timedatectl.log
 def ssh(sandbox_host):
     conn = open_connection(sandbox_host.target, ssh_timeout=30)
     run = lambda command: conn.run(command, hide=True, warn=True, in_stream=False)  # noqa: E731
-    for path, body in (("/usr/local/bin/systemctl", FAKE_SYSTEMCTL),
-                       ("/usr/local/bin/timedatectl", FAKE_TIMEDATECTL)):
+    for path, body in (
+        ("/usr/local/bin/systemctl", FAKE_SYSTEMCTL),
+        ("/usr/local/bin/timedatectl", FAKE_TIMEDATECTL),
+    ):
         write = f"printf %s {shlex.quote(body)} | sudo -n tee {path} > /dev/null && sudo -n chmod 755 {path}"
         assert run(write).ok
     assert run("sudo -n mkdir -p /run/systemd/system").ok
@@ -109,6 +111,8 @@ def test_second_deploy_only_asks_whether_the_unit_is_active(sandbox_host, ssh):
 def test_switching_server_rewrites_the_unit_and_restarts(sandbox_host, ssh):
     report = host_tasks.deploy_echo([sandbox_host.target], server="python", out=io.StringIO())
     assert statuses(report) == {"upload": OK, "compile": OK, "echo service": CHANGED}
-    assert "ExecStart=/usr/bin/python3 /home/ubuntu/server-socket/echo_server.py 12345\n" in ssh(
-        f"cat {deploy.UNIT_PATH}").stdout
+    assert (
+        "ExecStart=/usr/bin/python3 /home/ubuntu/server-socket/echo_server.py 12345\n"
+        in ssh(f"cat {deploy.UNIT_PATH}").stdout
+    )
     assert host_tasks.verify([sandbox_host.target], out=io.StringIO())

@@ -28,9 +28,14 @@ class Sandbox:
     ami: str
 
     def launch(self, count: int = 1) -> list[dict]:
-        return self.ec2.run_instances(ImageId=self.ami, InstanceType="t2.micro", MinCount=count,
-                                      MaxCount=count, KeyName=self.key_name,
-                                      SecurityGroupIds=[self.group_id])["Instances"]
+        return self.ec2.run_instances(
+            ImageId=self.ami,
+            InstanceType="t2.micro",
+            MinCount=count,
+            MaxCount=count,
+            KeyName=self.key_name,
+            SecurityGroupIds=[self.group_id],
+        )["Instances"]
 
     def rule(self, protocol: str, port: int, cidr: str) -> dict:
         return {"IpProtocol": protocol, "FromPort": port, "ToPort": port, "IpRanges": [{"CidrIp": cidr}]}
@@ -55,9 +60,14 @@ def sandbox(rootfs, tmp_path_factory) -> Sandbox:
         key = ec2.create_key_pair(KeyName="lab", KeyType="ed25519")
         group_id = ec2.create_security_group(GroupName="lab", Description="lab")["GroupId"]
         box = Sandbox(state_dir, endpoint, ec2, key["KeyMaterial"], "lab", group_id, canonical_focal_ami(ec2))
-        ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[
-            box.rule("tcp", 22, OPERATOR_CIDR), box.rule("tcp", 12345, "0.0.0.0/0"),
-            box.rule("icmp", -1, "0.0.0.0/0")])
+        ec2.authorize_security_group_ingress(
+            GroupId=group_id,
+            IpPermissions=[
+                box.rule("tcp", 22, OPERATOR_CIDR),
+                box.rule("tcp", 12345, "0.0.0.0/0"),
+                box.rule("icmp", -1, "0.0.0.0/0"),
+            ],
+        )
         yield box
     finally:
         stop_sandbox(state_dir)

@@ -24,8 +24,14 @@ PROJECT = Path(__file__).resolve().parents[2]
 
 def fab(state_dir: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, LAB_STATE_DIR=str(state_dir))
-    return subprocess.run([sys.executable, "-m", "fabric", *args], cwd=PROJECT, env=env, capture_output=True,
-                          text=True, timeout=240)
+    return subprocess.run(
+        [sys.executable, "-m", "fabric", *args],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
 
 
 @pytest.fixture

@@ -155,11 +155,13 @@ def test_terminate_destroys_the_host(sandbox):
 
 
 def test_the_proxy_refuses_hosts_other_than_the_mirror(sandbox, client):
-    script = ("import urllib.request, urllib.error\n"
-              "try:\n urllib.request.urlopen('http://example.org/', timeout=10)\n"
-              "except urllib.error.HTTPError as e:\n print(e.code)\n")
+    script = (
+        "import urllib.request, urllib.error\n"
+        "try:\n urllib.request.urlopen('http://example.org/', timeout=10)\n"
+        "except urllib.error.HTTPError as e:\n print(e.code)\n"
+    )
     proxy = control.status(sandbox.state_dir)["proxy"]
-    status, out, err = run(client, f"http_proxy={proxy} python3 -c \"{script}\"")
+    status, out, err = run(client, f'http_proxy={proxy} python3 -c "{script}"')
     assert out.strip() == "403", err
 
 
@@ -172,8 +174,11 @@ def test_apt_get_update_works_through_the_gateway_proxy(client):
     status, out, err = run(client, f"{switch} && sudo -n apt-get update", timeout=240)
     assert status == 0, err
     assert "http://mirror.kakao.com/debian bookworm InRelease" in out
-    status, out, err = run(client, "sudo -n DEBIAN_FRONTEND=noninteractive apt-get install -y -q make && "
-                                   "make --version", timeout=240)
+    status, out, err = run(
+        client,
+        "sudo -n DEBIAN_FRONTEND=noninteractive apt-get install -y -q make && make --version",
+        timeout=240,
+    )
     assert status == 0, err
     assert "GNU Make" in out
     assert list(Path(DEFAULT_CACHE).rglob("make_*.deb")), "the proxy caches package files"
@@ -182,11 +187,26 @@ def test_apt_get_update_works_through_the_gateway_proxy(client):
 def test_a_source_group_rule_admits_the_groups_own_instances_only(sandbox):
     ec2 = sandbox.ec2
     group = ec2.create_security_group(GroupName="peers", Description="peers")["GroupId"]
-    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
-        sandbox.rule("tcp", 22, control.SANDBOX_SSH_CIDR),
-        {"IpProtocol": "tcp", "FromPort": 12345, "ToPort": 12345, "UserIdGroupPairs": [{"GroupId": group}]}])
-    instances = ec2.run_instances(ImageId=sandbox.ami, InstanceType="t2.micro", MinCount=2, MaxCount=2,
-                                  KeyName=sandbox.key_name, SecurityGroupIds=[group])["Instances"]
+    ec2.authorize_security_group_ingress(
+        GroupId=group,
+        IpPermissions=[
+            sandbox.rule("tcp", 22, control.SANDBOX_SSH_CIDR),
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 12345,
+                "ToPort": 12345,
+                "UserIdGroupPairs": [{"GroupId": group}],
+            },
+        ],
+    )
+    instances = ec2.run_instances(
+        ImageId=sandbox.ami,
+        InstanceType="t2.micro",
+        MinCount=2,
+        MaxCount=2,
+        KeyName=sandbox.key_name,
+        SecurityGroupIds=[group],
+    )["Instances"]
     first, second = (i["PublicIpAddress"] for i in instances)
     try:
         for address in (first, second):

@@ -35,16 +35,29 @@ def ssh_group(ec2) -> str:
     if groups:
         return groups[0]["GroupId"]
     group_id = ec2.create_security_group(GroupName="ssh", Description="ssh")["GroupId"]
-    ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[{
-        "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
-        "IpRanges": [{"CidrIp": control.SANDBOX_SSH_CIDR}]}])
+    ec2.authorize_security_group_ingress(
+        GroupId=group_id,
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 22,
+                "ToPort": 22,
+                "IpRanges": [{"CidrIp": control.SANDBOX_SSH_CIDR}],
+            }
+        ],
+    )
     return group_id
 
 
 def launch(endpoint: str, count: int = 1) -> list[dict]:
     ec2 = sandbox_client(endpoint)
-    instances = ec2.run_instances(ImageId=canonical_focal_ami(ec2), InstanceType="t2.micro", MinCount=count,
-                                  MaxCount=count, SecurityGroupIds=[ssh_group(ec2)])["Instances"]
+    instances = ec2.run_instances(
+        ImageId=canonical_focal_ami(ec2),
+        InstanceType="t2.micro",
+        MinCount=count,
+        MaxCount=count,
+        SecurityGroupIds=[ssh_group(ec2)],
+    )["Instances"]
     for instance in instances:
         wait_for_port(instance["PublicIpAddress"])
     return instances
@@ -150,8 +163,11 @@ def test_a_missing_command_names_its_package(monkeypatch, tmp_path):
     from labctl.errors import LabError
 
     real_which = control.shutil.which
-    monkeypatch.setattr(control.shutil, "which",
-                        lambda cmd, path=None: None if cmd == "debootstrap" else real_which(cmd, path=path))
+    monkeypatch.setattr(
+        control.shutil,
+        "which",
+        lambda cmd, path=None: None if cmd == "debootstrap" else real_which(cmd, path=path),
+    )
     with pytest.raises(LabError, match="apt-get install debootstrap"):
         control.ensure_running(tmp_path)
 

@@ -13,27 +13,46 @@ from sandbox.firewall import render_ruleset
 
 
 def rule(protocol, from_port, to_port, *cidrs):
-    return {"IpProtocol": protocol, "FromPort": from_port, "ToPort": to_port,
-            "IpRanges": [{"CidrIp": c} for c in cidrs]}
+    return {
+        "IpProtocol": protocol,
+        "FromPort": from_port,
+        "ToPort": to_port,
+        "IpRanges": [{"CidrIp": c} for c in cidrs],
+    }
 
 
-@pytest.mark.parametrize(("given", "expected"), [
-    (rule("tcp", 22, 22, "198.51.100.1/32"), ["-A INPUT -p tcp -s 198.51.100.1/32 --dport 22 -j ACCEPT"]),
-    (rule("tcp", 12345, 12345, "0.0.0.0/0"), ["-A INPUT -p tcp --dport 12345 -j ACCEPT"]),
-    (rule("tcp", 8000, 8010, "10.0.0.0/8"), ["-A INPUT -p tcp -s 10.0.0.0/8 --dport 8000:8010 -j ACCEPT"]),
-    (rule("icmp", -1, -1, "0.0.0.0/0"), ["-A INPUT -p icmp -j ACCEPT"]),
-    (rule("icmp", 8, -1, "0.0.0.0/0"), ["-A INPUT -p icmp --icmp-type 8 -j ACCEPT"]),
-    (rule("-1", None, None, "198.51.100.0/24"), ["-A INPUT -s 198.51.100.0/24 -j ACCEPT"]),
-    (rule("udp", 53, 53, "1.2.3.4/32", "5.6.7.0/24"),
-     ["-A INPUT -p udp -s 1.2.3.4/32 --dport 53 -j ACCEPT",
-      "-A INPUT -p udp -s 5.6.7.0/24 --dport 53 -j ACCEPT"]),
-    (rule("47", None, None, "0.0.0.0/0"), []),
-])
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (rule("tcp", 22, 22, "198.51.100.1/32"), ["-A INPUT -p tcp -s 198.51.100.1/32 --dport 22 -j ACCEPT"]),
+        (rule("tcp", 12345, 12345, "0.0.0.0/0"), ["-A INPUT -p tcp --dport 12345 -j ACCEPT"]),
+        (
+            rule("tcp", 8000, 8010, "10.0.0.0/8"),
+            ["-A INPUT -p tcp -s 10.0.0.0/8 --dport 8000:8010 -j ACCEPT"],
+        ),
+        (rule("icmp", -1, -1, "0.0.0.0/0"), ["-A INPUT -p icmp -j ACCEPT"]),
+        (rule("icmp", 8, -1, "0.0.0.0/0"), ["-A INPUT -p icmp --icmp-type 8 -j ACCEPT"]),
+        (rule("-1", None, None, "198.51.100.0/24"), ["-A INPUT -s 198.51.100.0/24 -j ACCEPT"]),
+        (
+            rule("udp", 53, 53, "1.2.3.4/32", "5.6.7.0/24"),
+            [
+                "-A INPUT -p udp -s 1.2.3.4/32 --dport 53 -j ACCEPT",
+                "-A INPUT -p udp -s 5.6.7.0/24 --dport 53 -j ACCEPT",
+            ],
+        ),
+        (rule("47", None, None, "0.0.0.0/0"), []),
+    ],
+)
 def test_each_rule_becomes_accept_lines(given, expected):
     lines = render_ruleset([given]).splitlines()
-    assert lines[:6] == ["*filter", ":INPUT DROP [0:0]", ":FORWARD DROP [0:0]", ":OUTPUT ACCEPT [0:0]",
-                         "-A INPUT -i lo -j ACCEPT",
-                         "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"]
+    assert lines[:6] == [
+        "*filter",
+        ":INPUT DROP [0:0]",
+        ":FORWARD DROP [0:0]",
+        ":OUTPUT ACCEPT [0:0]",
+        "-A INPUT -i lo -j ACCEPT",
+        "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+    ]
     assert lines[6:-1] == expected and lines[-1] == "COMMIT"
 
 
@@ -46,7 +65,8 @@ def test_mirror_is_read_from_deb822_sources(tmp_path, monkeypatch):
     (tmp_path / "debian.sources").write_text(
         "Types: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm bookworm-updates\n"
         "Components: main\n\n"
-        "Types: deb\nURIs: http://security.example/debian-security\nSuites: bookworm-security\n")
+        "Types: deb\nURIs: http://security.example/debian-security\nSuites: bookworm-security\n"
+    )
     monkeypatch.setattr(mirror, "APT_SOURCES", tmp_path / "missing.list")
     monkeypatch.setattr(mirror, "APT_SOURCES_DIR", tmp_path)
     assert mirror.debian_mirror_url() == "http://mirror.example/debian"
@@ -55,7 +75,8 @@ def test_mirror_is_read_from_deb822_sources(tmp_path, monkeypatch):
 def test_mirror_is_read_from_a_one_line_sources_list(tmp_path, monkeypatch):
     (tmp_path / "sources.list").write_text(
         "# comment\ndeb-src http://src.example/debian bookworm main\n"
-        "deb [arch=amd64 signed-by=/k.gpg] http://one.example/debian bookworm main\n")
+        "deb [arch=amd64 signed-by=/k.gpg] http://one.example/debian bookworm main\n"
+    )
     monkeypatch.setattr(mirror, "APT_SOURCES", tmp_path / "sources.list")
     monkeypatch.setattr(mirror, "APT_SOURCES_DIR", tmp_path / "none")
     assert mirror.debian_mirror_url() == "http://one.example/debian"

@@ -32,11 +32,13 @@ def test_missing_file_is_none_not_empty(tmp_path):
 
 def test_each_section_keeps_its_own_exit_status_and_order_of_effects(tmp_path):
     marker = tmp_path / "made"
-    found = run_sections({
-        "first": f"touch {marker}",
-        "fails": "exit_code() { return 7; }; exit_code",
-        "sees first": f"test -e {marker} && printf yes",
-    })
+    found = run_sections(
+        {
+            "first": f"touch {marker}",
+            "fails": "exit_code() { return 7; }; exit_code",
+            "sees first": f"test -e {marker} && printf yes",
+        }
+    )
     assert [found[name].exited for name in ("first", "fails", "sees first")] == [0, 7, 0]
     assert found["sees first"].text == "yes"
 

@@ -20,8 +20,14 @@ pytestmark = pytest.mark.root
 @pytest.fixture
 def host(sshd) -> HostTarget:
     return HostTarget(
-        name="i-local", address="127.0.0.1", user="root", key_file=sshd.client_key, port=sshd.port,
-        host_keys=((sshd.host_key_type, sshd.host_key_b64),), target="sandbox", instance_id="i-local",
+        name="i-local",
+        address="127.0.0.1",
+        user="root",
+        key_file=sshd.client_key,
+        port=sshd.port,
+        host_keys=((sshd.host_key_type, sshd.host_key_b64),),
+        target="sandbox",
+        instance_id="i-local",
     )
 
 

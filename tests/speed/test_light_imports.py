@@ -23,8 +23,14 @@ program.run()
 def modules_of_fab(tmp_path, *args: str, **env: str) -> set[str]:
     """Run `fab ARGS` in a subprocess; the modules it had imported when it exited."""
     out = tmp_path / "modules.json"
-    done = subprocess.run([sys.executable, "-c", RUN_FAB, str(out), *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=120, env=isolated_fab_env(tmp_path, **env))
+    done = subprocess.run(
+        [sys.executable, "-c", RUN_FAB, str(out), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=isolated_fab_env(tmp_path, **env),
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return set(json.loads(out.read_text()))
 
@@ -37,7 +43,8 @@ def test_fab_list_imports_no_cloud_layer(tmp_path):
 
 @pytest.mark.slow
 def test_a_cloud_task_builds_its_clients_without_boto3(tmp_path, moto_server):  # noqa: F811
-    modules = modules_of_fab(tmp_path, "plan", "--target", "aws", "--ssh-cidr", "198.51.100.0/24",
-                             AWS_ENDPOINT_URL=moto_server)
+    modules = modules_of_fab(
+        tmp_path, "plan", "--target", "aws", "--ssh-cidr", "198.51.100.0/24", AWS_ENDPOINT_URL=moto_server
+    )
     assert {"botocore.client", "labctl.cloud_tasks"} <= modules
     assert not {"boto3", "s3transfer", "labctl.classroom"} & modules

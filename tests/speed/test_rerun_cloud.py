@@ -20,8 +20,10 @@ from tests.infra.conftest import REGION, TEST_CIDR, aws, isolated_aws  # noqa: F
 pytestmark = pytest.mark.usefixtures("aws")
 
 HOST_KEY = ("ssh-ed25519", "AAAAC3NzaC1lZDI1NTE5AAAAIBvTGIka/lWjVmASGBrXOkrWSgJ+5pYDMVlwVijfNYQ3")
-CONSOLE = f"-----BEGIN SSH HOST KEY KEYS-----\n{HOST_KEY[0]} {HOST_KEY[1]} root@host\n" \
-          "-----END SSH HOST KEY KEYS-----\n"
+CONSOLE = (
+    f"-----BEGIN SSH HOST KEY KEYS-----\n{HOST_KEY[0]} {HOST_KEY[1]} root@host\n"
+    "-----END SSH HOST KEY KEYS-----\n"
+)
 
 
 class Recorded:
@@ -60,7 +62,10 @@ def test_a_rerun_describes_each_resource_once_and_reuses_the_pinned_keys(recorde
     with interrupting(monkeypatch) as api:
         provision()
     assert [call for call in api.calls if call.startswith("ec2.")] == [
-        "ec2.DescribeImages", "ec2.DescribeVpcs", "ec2.DescribeKeyPairs", "ec2.DescribeSecurityGroups",
+        "ec2.DescribeImages",
+        "ec2.DescribeVpcs",
+        "ec2.DescribeKeyPairs",
+        "ec2.DescribeSecurityGroups",
         "ec2.DescribeInstances",
     ]
     assert recorded.consoles == [first_hosts[0].instance_id]  # read on the first run only
@@ -107,8 +112,11 @@ def test_a_missing_key_file_stops_the_host_step(recorded):
 
 
 def test_keys_remembered_for_one_boot_only(tmp_path):
-    instance = {"InstanceId": "i-1", "LaunchTime": "2026-11-26 10:00:00+00:00",
-                "PublicIpAddress": "198.51.100.9"}
+    instance = {
+        "InstanceId": "i-1",
+        "LaunchTime": "2026-11-26 10:00:00+00:00",
+        "PublicIpAddress": "198.51.100.9",
+    }
     pinned_keys.remember_keys(tmp_path, instance, (HOST_KEY,))
     assert pinned_keys.remembered_keys(tmp_path, instance) == (HOST_KEY,)
     assert (tmp_path / pinned_keys.PINNED_KEYS_FILE).stat().st_mode & 0o777 == 0o600

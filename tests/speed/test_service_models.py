@@ -26,7 +26,10 @@ def test_clients_of_one_process_share_one_parsed_model():
 def test_a_plain_botocore_session_parses_it_again():
     """What the shared loader saves: botocore's own sessions each load the model anew."""
     plain = botocore.session.Session().create_client(
-        "ec2", region_name="ap-northeast-2", endpoint_url=DEAD_ENDPOINT,
-        aws_access_key_id="x", aws_secret_access_key="x",
+        "ec2",
+        region_name="ap-northeast-2",
+        endpoint_url=DEAD_ENDPOINT,
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
     )
     assert model(plain) is not model(sandbox_ec2())
