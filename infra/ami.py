@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from labctl.errors import LabError
+from infra.errors import CloudError
 
 from .errors import error_code
 
@@ -17,7 +17,7 @@ DEFAULT_RELEASE = "20.04"
 
 def validate_release(release: str) -> str:
     if release not in RELEASES:
-        raise LabError(f"unsupported --release {release!r}: choose one of {', '.join(RELEASES)}")
+        raise CloudError(f"unsupported --release {release!r}: choose one of {', '.join(RELEASES)}")
     return release
 
 
@@ -96,14 +96,14 @@ def find_ami(ec2, ssm, release: str = DEFAULT_RELEASE, ami_id: str | None = None
     if ami_id:
         image = _existing_image(ec2, ami_id)
         if image is None:
-            raise LabError(
+            raise CloudError(
                 f"AMI {ami_id} not found in this region: check --ami or drop it to search by --release"
             )
         return image
     validate_release(release)
     image = (ami_from_ssm(ssm, ec2, release) if ssm is not None else None) or ami_from_images(ec2, release)
     if image is None:
-        raise LabError(
+        raise CloudError(
             f"no Canonical Ubuntu {release} amd64 image found in this region: "
             "try another --release or pass --ami"
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from labctl.errors import LabError
+from infra.errors import CloudError
 
 from .results import CHANGED, OK, Result
 from .tags import tag_dict
@@ -30,9 +30,9 @@ def validate_hours(hours: float | str) -> float:
     try:
         value = float(hours)
     except (TypeError, ValueError):
-        raise LabError(f"--auto-stop {hours!r} is not a number of hours (e.g. 3 or 0.5, or off)") from None
+        raise CloudError(f"--auto-stop {hours!r} is not a number of hours (e.g. 3 or 0.5, or off)") from None
     if not 1 / 60 <= value <= MAX_HOURS:
-        raise LabError(f"--auto-stop must be between 1/60 and {MAX_HOURS} hours (got {hours})")
+        raise CloudError(f"--auto-stop must be between 1/60 and {MAX_HOURS} hours (got {hours})")
     return value
 
 

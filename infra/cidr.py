@@ -5,8 +5,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Callable, NamedTuple
 
-from labctl.errors import LabError
-from labctl.netsafety import SANDBOX_GATEWAY
+from infra.errors import CloudError
+from labcore.net import SANDBOX_GATEWAY
 
 WORLD = "0.0.0.0/0"
 
@@ -17,13 +17,13 @@ class SourceCidr(NamedTuple):
 
 
 def validate_cidr(text: str) -> str:
-    """Return `text` as a normalized IPv4 CIDR, or raise a LabError."""
+    """Return `text` as a normalized IPv4 CIDR, or raise a CloudError."""
     try:
         network = ipaddress.ip_network(text.strip(), strict=False)
     except ValueError:
-        raise LabError(f"invalid --ssh-cidr {text!r}: expected an IPv4 network like A.B.C.D/32") from None
+        raise CloudError(f"invalid --ssh-cidr {text!r}: expected an IPv4 network like A.B.C.D/32") from None
     if network.version != 4:
-        raise LabError(f"--ssh-cidr {text!r} is IPv6: the lab's rules are IPv4, pass an IPv4 CIDR")
+        raise CloudError(f"--ssh-cidr {text!r} is IPv6: the lab's rules are IPv4, pass an IPv4 CIDR")
     return str(network)
 
 
@@ -32,7 +32,7 @@ def resolve_source_cidr(
 ) -> SourceCidr:
     """Pick the source CIDR; `lookup_ip` (the operator's public IP) is only called for real AWS."""
     if open_world and ssh_cidr:
-        raise LabError("--open-world and --ssh-cidr contradict each other: pass only one")
+        raise CloudError("--open-world and --ssh-cidr contradict each other: pass only one")
     if open_world:
         return SourceCidr(WORLD, "--open-world: SSH, ICMP and port 12345 are open to the whole internet")
     if ssh_cidr:

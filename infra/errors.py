@@ -1,4 +1,4 @@
-"""The one place where botocore exceptions become one-line LabErrors."""
+"""The cloud layer's error type, and the one place where botocore exceptions become one-line CloudErrors."""
 
 from __future__ import annotations
 
@@ -15,7 +15,12 @@ from botocore.exceptions import (
     ProfileNotFound,
 )
 
-from labctl.errors import LabError
+from labcore.errors import LabError
+
+
+class CloudError(LabError):
+    """A cloud API call failed in an expected way (credentials, permissions, limits, a missing resource)."""
+
 
 THROTTLING_CODES = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"}
 AUTH_CODES = {"AuthFailure", "InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch"}
@@ -32,52 +37,52 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def _client_error(exc: ClientError) -> LabError:
+def _client_error(exc: ClientError) -> CloudError:
     code = error_code(exc)
     operation = exc.operation_name
     message = _one_line(exc.response.get("Error", {}).get("Message", ""))
     if code == "UnauthorizedOperation" or code.endswith("AccessDenied") or code == "AccessDeniedException":
-        return LabError(
+        return CloudError(
             f"not allowed to call {operation} ({code}): grant the IAM user/role EC2 permissions for it, "
             "or use another AWS_PROFILE"
         )
     if code in THROTTLING_CODES:
-        return LabError(
+        return CloudError(
             f"AWS kept throttling {operation} even after retries ({code}): wait a minute and re-run"
         )
     if code in AUTH_CODES:
-        return LabError(
+        return CloudError(
             f"AWS rejected the credentials ({code}): check AWS_PROFILE / `aws configure` and re-run"
         )
     if code == "OptInRequired":
-        return LabError(
+        return CloudError(
             f"the account is not opted in to this region or service ({code}): pick another --region"
         )
-    return LabError(f"{operation} failed: {code}: {message}")
+    return CloudError(f"{operation} failed: {code}: {message}")
 
 
-def translate(exc: BaseException) -> LabError:
-    """Turn a botocore exception into a LabError whose message says what to do."""
+def translate(exc: BaseException) -> CloudError:
+    """Turn a botocore exception into a CloudError whose message says what to do."""
     if isinstance(exc, ClientError):
         return _client_error(exc)
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
-        return LabError(
+        return CloudError(
             "no AWS credentials found: set AWS_PROFILE or run `aws configure`, or use --target sandbox"
         )
     if isinstance(exc, ProfileNotFound):
-        return LabError(f"{_one_line(str(exc))}: fix AWS_PROFILE or create it with `aws configure`")
+        return CloudError(f"{_one_line(str(exc))}: fix AWS_PROFILE or create it with `aws configure`")
     if isinstance(exc, NoRegionError):
-        return LabError("no region given: pass --region, e.g. --region ap-northeast-2")
+        return CloudError("no region given: pass --region, e.g. --region ap-northeast-2")
     if isinstance(exc, EndpointConnectionError):
-        return LabError(
+        return CloudError(
             f"cannot reach the EC2 API ({_one_line(str(exc))}): check the network or AWS_ENDPOINT_URL"
         )
-    return LabError(f"AWS call failed: {_one_line(str(exc))}")
+    return CloudError(f"AWS call failed: {_one_line(str(exc))}")
 
 
 @contextmanager
 def aws_errors() -> Iterator[None]:
-    """Run a block and re-raise any botocore error as a one-line LabError."""
+    """Run a block and re-raise any botocore error as a one-line CloudError."""
     try:
         yield
     except (ClientError, BotoCoreError) as exc:

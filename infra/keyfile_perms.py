@@ -13,7 +13,7 @@ import stat
 import subprocess
 import sys
 
-from labctl.errors import LabError
+from infra.errors import CloudError
 
 
 def is_windows() -> bool:
@@ -38,7 +38,7 @@ def printable(command: list[str]) -> str:
 
 
 def restrict_windows(path: str) -> None:
-    """icacls the key file; one LabError with the exact commands when that fails."""
+    """icacls the key file; one CloudError with the exact commands when that fails."""
     commands = icacls_commands(path, windows_user())
     for command in commands:
         try:
@@ -49,7 +49,7 @@ def restrict_windows(path: str) -> None:
             failed, reason = True, [str(exc)]
         if failed:
             typed = " && ".join(printable(c) for c in commands)
-            raise LabError(
+            raise CloudError(
                 f"could not make key file {path} private ({reason[0]}): OpenSSH refuses keys others can "
                 f"read; run: {typed}"
             )
@@ -70,7 +70,7 @@ def check_key_file(path: str | os.PathLike) -> None:
         return
     mode = stat.S_IMODE(os.stat(path).st_mode)
     if mode & 0o077:
-        raise LabError(
+        raise CloudError(
             f"key file {path} has mode {mode:04o}, too open: run `chmod 600 {_sh(str(path))}` and re-run"
         )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from labctl.errors import LabError
+from infra.errors import CloudError
 
 from . import keyfile_perms
 from .errors import error_code
@@ -33,7 +33,7 @@ def describe_key_pair(ec2, key_name: str) -> dict | None:
 
 
 def check_key_file_mode(path: Path) -> None:
-    """Raise a LabError when a private key file is readable by group or others (ssh refuses it too)."""
+    """Raise a CloudError when a private key file is readable by group or others (ssh refuses it too)."""
     keyfile_perms.check_key_file(path)  # POSIX mode bits; on Windows the owner-only ACL
 
 
@@ -42,7 +42,7 @@ def write_private_key(path: Path, material: str) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        raise LabError(
+        raise CloudError(
             f"key file {path} already exists but EC2 has no such key pair: move the file away and re-run"
         ) from None
     with os.fdopen(fd, "w") as f:
@@ -58,7 +58,7 @@ def reserve_key_file(path: Path) -> None:
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
-        raise LabError(
+        raise CloudError(
             f"key file {path} already exists but EC2 has no such key pair: move the file away and re-run"
         ) from None
     keyfile_perms.restrict_key_file(path)
@@ -101,9 +101,9 @@ def read_public_key(public_key: Path) -> bytes:
     try:
         material = Path(public_key).expanduser().read_bytes()
     except OSError as exc:
-        raise LabError(f"cannot read --public-key {public_key}: {exc.strerror}") from None
+        raise CloudError(f"cannot read --public-key {public_key}: {exc.strerror}") from None
     if not material.strip().startswith((b"ssh-", b"ecdsa-")):
-        raise LabError(
+        raise CloudError(
             f"--public-key {public_key} is not an OpenSSH public key (expected ssh-ed25519/ssh-rsa ...)"
         )
     return material.strip()
@@ -119,7 +119,7 @@ def private_key_for(public_key: Path) -> Path | None:
 def _existing_key_result(pair: dict, lab: str, key_file: Path | None, imported: bool) -> Result:
     name = pair["KeyName"]
     if not is_ours(pair, lab):
-        raise LabError(
+        raise CloudError(
             f"key pair {name} exists but was not created by labctl for lab {lab!r}: "
             "delete it or pick another --name"
         )
@@ -131,7 +131,7 @@ def _existing_key_result(pair: dict, lab: str, key_file: Path | None, imported: 
             if imported
             else "run `fab teardown` (or delete it)"
         )
-        raise LabError(
+        raise CloudError(
             f"key pair {name} exists in EC2 but its private key file {key_file} is missing: "
             f"{hint}, then re-run"
         )
@@ -162,7 +162,7 @@ def ensure_key_pair(
     if pair is not None:
         return _existing_key_result(pair, lab, key_file, imported=public_key is not None), key_file
     if key_file is not None and public_key is None and key_file.exists():
-        raise LabError(
+        raise CloudError(
             f"key file {key_file} exists but EC2 has no key pair {key_name}: move the file away and re-run"
         )
     if dry_run:

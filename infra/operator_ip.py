@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import urllib.request
 
-from labctl.errors import LabError
+from infra.errors import CloudError
 
 CHECKIP_URL = "https://checkip.amazonaws.com/"
 
@@ -21,6 +21,6 @@ def operator_public_ip(timeout: float = 5.0) -> str:
             text = response.read(64).decode("ascii", errors="replace").strip()
         return str(ipaddress.IPv4Address(text))
     except (OSError, ValueError):
-        raise LabError(
+        raise CloudError(
             "could not find your public IP address for the security group: pass --ssh-cidr A.B.C.D/32"
         ) from None

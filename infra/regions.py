@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from labctl.errors import LabError
+from infra.errors import CloudError
 
 DEFAULT_REGION = "ap-northeast-2"
 PARTITIONS = ("aws", "aws-cn", "aws-us-gov")
@@ -29,8 +29,10 @@ def known_regions() -> set[str]:
 
 
 def validate_region(region: str) -> str:
-    """Return `region` if it is a known EC2 region, else raise a LabError naming the default."""
+    """Return `region` if it is a known EC2 region, else raise a CloudError naming the default."""
     if region in known_regions():
         return region
     hint = "" if _REGION_SHAPE.match(region or "") else " (a region looks like ap-northeast-2)"
-    raise LabError(f"unknown region {region!r}{hint}: pass a valid --region, e.g. --region {DEFAULT_REGION}")
+    raise CloudError(
+        f"unknown region {region!r}{hint}: pass a valid --region, e.g. --region {DEFAULT_REGION}"
+    )

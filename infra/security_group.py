@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-from labctl.errors import LabError
+from infra.errors import CloudError
 
 from .errors import error_code
 from .results import ABSENT, CHANGED, CREATED, DELETED, FOREIGN, OK, Result
@@ -91,7 +91,7 @@ def to_permission(rule: Rule, describe: bool = True) -> dict:
 def default_vpc_id(ec2, region: str) -> str:
     vpcs = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
     if not vpcs:
-        raise LabError(
+        raise CloudError(
             f"no default VPC in {region}: create one with "
             f"`aws ec2 create-default-vpc --region {region}` and re-run"
         )
@@ -144,7 +144,7 @@ def _existing_group_in_vpc(ec2, lab: str, vpc_id: str) -> dict | None:
         return ours[0]
     clash = [group for group in find_lookalikes(ec2, lab) if group.get("VpcId") == vpc_id]
     if clash:
-        raise LabError(
+        raise CloudError(
             f"security group {clash[0]['GroupId']} is named {resource_name(lab)} but has no labctl tags: "
             "it is not ours, so delete or rename it yourself, or pick another --name"
         )
@@ -205,8 +205,8 @@ def delete_group(
     raise _still_in_use(group_id)  # pragma: no cover - the loop returns or raises
 
 
-def _still_in_use(group_id: str) -> LabError:
-    return LabError(
+def _still_in_use(group_id: str) -> CloudError:
+    return CloudError(
         f"security group {group_id} is still in use by another resource (DependencyViolation): "
         "wait a minute and run `fab teardown` again"
     )

@@ -14,7 +14,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from infra import models
-from labctl.errors import LabError
+from infra.errors import CloudError
 
 if TYPE_CHECKING:
     import botocore.session
@@ -74,7 +74,7 @@ def aws_session(region: str, sandbox: bool = False) -> botocore.session.Session:
             session.set_credentials(*SANDBOX_CREDENTIALS)
         session.get_scoped_config()  # a missing AWS_PROFILE fails here, as boto3.Session() would
     except ProfileNotFound as exc:
-        raise LabError(f"{exc}: fix AWS_PROFILE or create the profile with `aws configure`") from None
+        raise CloudError(f"{exc}: fix AWS_PROFILE or create the profile with `aws configure`") from None
     session.set_config_variable("region", region)
     return session
 

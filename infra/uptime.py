@@ -44,14 +44,14 @@ def validate_warn_hours(hours: float | str | None) -> float:
     """--warn-hours as a positive number of hours (default 8)."""
     if hours is None:
         return DEFAULT_WARN_HOURS
-    from labctl.errors import LabError
+    from infra.errors import CloudError
 
     try:
         value = float(hours)
     except (TypeError, ValueError):
-        raise LabError(f"--warn-hours {hours!r} is not a number of hours (e.g. 8 or 0.5)") from None
+        raise CloudError(f"--warn-hours {hours!r} is not a number of hours (e.g. 8 or 0.5)") from None
     if value <= 0:
-        raise LabError(f"--warn-hours must be more than 0 (got {hours})")
+        raise CloudError(f"--warn-hours must be more than 0 (got {hours})")
     return value
 
 

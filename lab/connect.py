@@ -17,15 +17,14 @@ from pathlib import Path
 import paramiko
 from fabric import Config, Connection
 
-from labctl.errors import LabError
-from labctl.hosttarget import HostTarget
-from labctl.state import state_dir
+from lab.errors import HostError
+from lab.target import HostTarget
 
 BANNER_PREFIX = b"SSH-"
 KNOWN_HOSTS_FILE = "known_hosts"
 
 
-class HostKeyMismatch(LabError):
+class HostKeyMismatch(HostError):
     """The host presented a key other than the pinned/known one: the connection was refused."""
 
 
@@ -34,9 +33,14 @@ def open_connection(
     *,
     ssh_timeout: float = 180.0,
     trust_new_host: bool = False,
+    known_hosts_file: Path | None = None,
     config: Config | None = None,
 ) -> Connection:
-    """Wait for SSH on `host`, then open and return its one Connection (host key checked)."""
+    """Wait for SSH on `host`, then open and return its one Connection (host key checked).
+
+    A host without pinned keys is checked against ~/.ssh/known_hosts and `known_hosts_file` (the lab's own,
+    where a key trusted on first use is saved).
+    """
     wait_for_ssh(host.address, host.port, timeout=ssh_timeout)
     conn = Connection(
         host.address,
@@ -49,7 +53,7 @@ def open_connection(
     if host.host_keys:
         pin_host_keys(conn.client, host)
     else:
-        use_known_hosts(conn.client, trust_new_host)
+        use_known_hosts(conn.client, trust_new_host, known_hosts_file)
     authenticate(conn, host)
     return conn
 
@@ -73,19 +77,19 @@ def authenticate(conn: Connection, host: HostTarget) -> None:
         ) from None
     except paramiko.SSHException as exc:
         if "not found in known_hosts" in str(exc) or "known_hosts" in str(exc):
-            raise (HostKeyMismatch if host.host_keys else LabError)(
+            raise (HostKeyMismatch if host.host_keys else HostError)(
                 f"host key of {where} is unknown: add it to ~/.ssh/known_hosts (ssh-keyscan, checked against "
                 f"the console) or pass --trust-new-host to trust it on first use"
             ) from None
         if isinstance(exc, paramiko.AuthenticationException):
-            raise LabError(
+            raise HostError(
                 f"SSH login as {where} was refused: wrong user or key "
                 f"({host.key_file or 'ssh config/agent'}); "
                 f"Ubuntu images log in as 'ubuntu' with the key pair the instance was launched with"
             ) from None
-        raise LabError(f"SSH to {where} failed: {exc}") from None
+        raise HostError(f"SSH to {where} failed: {exc}") from None
     except OSError as exc:
-        raise LabError(f"SSH to {where} failed: {exc}; is the instance still running?") from None
+        raise HostError(f"SSH to {where} failed: {exc}; is the instance still running?") from None
 
 
 def host_key_entry(address: str, port: int) -> str:
@@ -98,7 +102,9 @@ def decode_host_key(key_type: str, key_b64: str) -> paramiko.PKey:
     try:
         return paramiko.PKey.from_type_string(key_type, base64.b64decode(key_b64))
     except (binascii.Error, ValueError, paramiko.SSHException) as exc:
-        raise LabError(f"cannot read the pinned host key ({key_type}): {exc}; re-run fab provision") from None
+        raise HostError(
+            f"cannot read the pinned host key ({key_type}): {exc}; re-run fab provision"
+        ) from None
 
 
 def pin_host_keys(client: paramiko.SSHClient, host: HostTarget) -> None:
@@ -111,14 +117,15 @@ def pin_host_keys(client: paramiko.SSHClient, host: HostTarget) -> None:
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
 
 
-def use_known_hosts(client: paramiko.SSHClient, trust_new_host: bool) -> None:
-    """Check against known_hosts; with `trust_new_host`, accept and save an unknown key (first use)."""
+def use_known_hosts(client: paramiko.SSHClient, trust_new_host: bool, lab_file: Path | None) -> None:
+    """Check against known_hosts; with `trust_new_host`, accept and save an unknown key in `lab_file`."""
     user_file = Path("~/.ssh/known_hosts").expanduser()
     if user_file.exists():
         client.load_system_host_keys(str(user_file))
-    lab_file = state_dir() / KNOWN_HOSTS_FILE
-    if lab_file.exists():
+    if lab_file is not None and lab_file.exists():
         client.load_host_keys(str(lab_file))
+    if trust_new_host and lab_file is None:
+        raise ValueError("trusting a new host key needs a known_hosts file to save it in")
     policy = SaveNewKeyPolicy(lab_file) if trust_new_host else paramiko.RejectPolicy()
     client.set_missing_host_key_policy(policy)
 
@@ -137,7 +144,7 @@ class SaveNewKeyPolicy(paramiko.MissingHostKeyPolicy):
 
 
 def wait_for_ssh(address: str, port: int = 22, *, timeout: float = 180.0) -> None:
-    """Return once `address:port` accepts TCP and sends an SSH banner; LabError naming the cause if not."""
+    """Return once `address:port` accepts TCP and sends an SSH banner; HostError naming the cause if not."""
     deadline = time.monotonic() + timeout
     delay = 0.2
     last_problem = "no attempt made"
@@ -146,7 +153,7 @@ def wait_for_ssh(address: str, port: int = 22, *, timeout: float = 180.0) -> Non
         if last_problem is None:
             return
         if time.monotonic() + delay > deadline:
-            raise LabError(f"SSH on {address}:{port} not ready after {timeout:.0f} s: {last_problem}")
+            raise HostError(f"SSH on {address}:{port} not ready after {timeout:.0f} s: {last_problem}")
         time.sleep(delay)
         delay = min(delay * 2, 5.0)
 

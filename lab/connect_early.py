@@ -17,7 +17,7 @@ from typing import Any
 from fabric import Config, Connection
 
 from lab.connect import open_connection
-from labctl.hosttarget import HostTarget
+from lab.target import HostTarget
 
 ONE_TRY = 0.0  # ssh_timeout for open_connection: one probe, no waiting
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab import facts
+from lab.errors import HostError
 from lab.remote import Host, Output, last_line, q
 from lab.result import OK, outcome
-from labctl.errors import LabError
 
 ECHO_DIR = Path(__file__).resolve().parent.parent / "echo"
 REMOTE_DIR = "server-socket"  # relative to the login user's home
@@ -38,7 +38,7 @@ UPLOAD_TAR = ".labctl-echo.tar"
 def local_sources(echo_dir: Path = ECHO_DIR) -> dict[str, bytes]:
     """The echo sources to upload: C files, headers, Makefile and Python ports (no build products)."""
     if not echo_dir.is_dir():
-        raise LabError(f"echo sources not found at {echo_dir}; run from a complete labctl checkout")
+        raise HostError(f"echo sources not found at {echo_dir}; run from a complete labctl checkout")
     files = {}
     for path in sorted(echo_dir.iterdir()):
         if path.is_file() and (path.suffix in SOURCE_SUFFIXES or path.name in SOURCE_NAMES):
@@ -81,11 +81,11 @@ class ServerChoice:
         if self.server == "python":
             return "echo_server.py"
         if self.server != "c":
-            raise LabError(f"--server {self.server!r} is unknown; choose c or python")
+            raise HostError(f"--server {self.server!r} is unknown; choose c or python")
         if not self.concurrent:
             return "echo_server"
         if C_CONCURRENT_SOURCE not in sources:
-            raise LabError(
+            raise HostError(
                 "the C echo server has no concurrent mode (no echo/echo_server_poll.c); "
                 "use --server python --concurrent"
             )
@@ -194,11 +194,11 @@ def compile_echo(host: Host, sources: dict[str, bytes], uploaded: list[str], fou
         host.record("compile", OK, f"{targets} up to date")
         return False
     if question.exited != 1:
-        raise LabError(f"{host.name}: make failed: {last_line(question)}; run fab provision (gcc, make)")
+        raise HostError(f"{host.name}: make failed: {last_line(question)}; run fab provision (gcc, make)")
     if not host.dry_run:
         built = host.run(f'cd "$HOME"/{REMOTE_DIR} && make {targets}')
         if not built.ok:
-            raise LabError(f"{host.name}: compiling the echo programs failed: {last_line(built)}")
+            raise HostError(f"{host.name}: compiling the echo programs failed: {last_line(built)}")
     host.record("compile", outcome(True, host.dry_run), f"built {targets}")
     return True
 
@@ -301,7 +301,7 @@ def port_in_use(host: Host, port: int = ECHO_PORT) -> bool:
 def refuse_busy_port(host: Host, port: int = ECHO_PORT) -> None:
     """After stopping our server: a listener left on the port is someone else's (a hand-started server)."""
     if port_in_use(host, port):
-        raise LabError(
+        raise HostError(
             f"{host.name}: port {port} is in use by a program labctl did not start (an echo server run by "
             f"hand?); stop it (Ctrl-C, or kill its pid from `ss -ltnp`) and re-run deploy-echo"
         )
@@ -316,12 +316,12 @@ def restart_reason(running: bool, mode_changed: bool, program_changed: bool) -> 
 
 
 def wait_listening(host: Host, port: int = ECHO_PORT) -> None:
-    """Wait until something accepts on 127.0.0.1:`port` on the host (bash's /dev/tcp), else LabError."""
+    """Wait until something accepts on 127.0.0.1:`port` on the host (bash's /dev/tcp), else HostError."""
     probe = f"exec 3<>/dev/tcp/127.0.0.1/{port}"
     script = f"for i in $(seq 100); do ( {probe} ) 2>/dev/null && exit 0; sleep 0.1; done; exit 1"
     if not host.run(f"bash -c {q(script)}").ok:
         log = host.run(f'tail -n 3 "$HOME"/{REMOTE_DIR}/{LOG_FILE} 2>/dev/null').stdout.strip()
-        raise LabError(
+        raise HostError(
             f"{host.name}: the echo server did not start listening on {port}"
             + (f" (log: {log.splitlines()[-1]})" if log else "")
             + "; is another program using the port?"

@@ -6,8 +6,8 @@ import secrets
 import shlex
 from dataclasses import dataclass
 
+from lab.errors import HostError
 from lab.remote import COMMAND_TIMEOUT, Host, q
-from labctl.errors import LabError
 
 ZONEINFO_MARK = "zoneinfo/"
 
@@ -156,7 +156,7 @@ def gather(host: Host, sections: dict[str, str], timeout: int = COMMAND_TIMEOUT)
     found = parse_sections(out.stdout, boundary)
     missing = [name for name in sections if name not in found]
     if missing:
-        raise LabError(
+        raise HostError(
             f"{host.name}: reading the host's state stopped at '{missing[0]}' "
             f"(exit {out.exited}: {out.stderr.strip().splitlines()[-1:] or ['no output']}); re-run"
         )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import shlex
 
+from lab.errors import HostError
 from lab.remote import Host, last_line
 from lab.result import outcome
 from lab.waits import APT_LOCK_TIMEOUT_OPTION
-from labctl.errors import LabError
 
 # gcc and make are the lab's. On Ubuntu 20.04 `apt install gcc make` also brings exactly two recommended
 # packages, libc6-dev (the C headers) and manpages-dev (`man 2 socket`): they are named here and installed
@@ -46,7 +46,7 @@ def packages(host: Host, names: tuple[str, ...], installed: set[str], *, refresh
 def run_apt(host: Host, command: str) -> None:
     out = host.sudo(command, timeout=APT_TIMEOUT)
     if not out.ok:
-        raise LabError(
+        raise HostError(
             f"{host.name}: apt-get failed: {apt_error(out)}; check the mirror in /etc/apt/sources.list "
             f"(--mirror) and the host's network, then re-run"
         )

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lab import facts, mirror, packages, timezone, vimrc, waits
+from lab.errors import HostError
 from lab.remote import Host, q
 from lab.result import outcome
-from labctl.errors import LabError
 
 WORK_DIR = "~/server-socket"
 
@@ -24,7 +24,7 @@ class ProvisionOptions:
 
     def check(self) -> ProvisionOptions:
         if not mirror.is_valid_mirror(self.mirror):
-            raise LabError(f"--mirror {self.mirror!r} is not a host name; give one like mirror.kakao.com")
+            raise HostError(f"--mirror {self.mirror!r} is not a host name; give one like mirror.kakao.com")
         return self
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from invoke.exceptions import CommandTimedOut
 
+from lab.errors import HostError
 from lab.result import Report, Result
-from labctl.errors import LabError
 
 SUDO_PASSWORD_HINT = "a password is required"
 COMMAND_TIMEOUT = 120  # seconds; slow steps (apt, cloud-init) pass their own
@@ -62,11 +62,11 @@ class Host:
             # so the result came back as a plain failure instead of CommandTimedOut
             raise self._timed_out(command, timeout)
         if check and not out.ok:
-            raise LabError(f"{self.name}: `{short(command)}` failed (exit {out.exited}): {last_line(out)}")
+            raise HostError(f"{self.name}: `{short(command)}` failed (exit {out.exited}): {last_line(out)}")
         return out
 
-    def _timed_out(self, command: str, timeout: int) -> LabError:
-        return LabError(
+    def _timed_out(self, command: str, timeout: int) -> HostError:
+        return HostError(
             f"{self.name}: `{short(command)}` did not finish within {timeout} s; "
             f"look at the host (is apt or cloud-init stuck?) and re-run"
         )
@@ -82,13 +82,13 @@ class Host:
         out = self.run(as_root(command, self.user), timeout=timeout)
         self.refuse_sudo_password(out.stderr)
         if check and not out.ok:
-            raise LabError(f"{self.name}: `{short(command)}` failed (exit {out.exited}): {last_line(out)}")
+            raise HostError(f"{self.name}: `{short(command)}` failed (exit {out.exited}): {last_line(out)}")
         return out
 
     def refuse_sudo_password(self, stderr: str) -> None:
-        """LabError when sudo's output says it wants a password (we never type one)."""
+        """HostError when sudo's output says it wants a password (we never type one)."""
         if SUDO_PASSWORD_HINT in stderr:
-            raise LabError(
+            raise HostError(
                 f"{self.name}: sudo asks {self.user} for a password; give {self.user} passwordless sudo "
                 f"(NOPASSWD in /etc/sudoers.d) or connect as a user that has it"
             )

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lab import facts
+from lab.errors import HostError
 from lab.remote import Host, q
 from lab.result import outcome
-from labctl.errors import LabError
 
 DEFAULT_TIMEZONE = "Asia/Seoul"
 
@@ -52,7 +52,7 @@ def timezone(host: Host, zone: str, found: ZoneFacts) -> None:
     needs_change = current != zone
     if needs_change and not host.dry_run:
         if not found.zoneinfo_exists:
-            raise LabError(f"{host.name}: /usr/share/zoneinfo/{zone} is missing; install tzdata on the host")
+            raise HostError(f"{host.name}: /usr/share/zoneinfo/{zone} is missing; install tzdata on the host")
         host.sudo(set_timezone_command(zone, found.systemd), check=True)
     detail = f"{current or 'unset'} -> {zone}" if needs_change else zone
     host.record("timezone", outcome(needs_change, host.dry_run), detail)

@@ -8,9 +8,9 @@ import subprocess
 from typing import Callable
 
 from lab import deploy, facts, localping, mirror, vimrc
+from lab.errors import HostError
 from lab.remote import Host, q
 from lab.result import FAILED, PASSED, Report, Result
-from labctl.errors import LabError
 
 MESSAGES = ("즐거운 네트워크 수업시간!", "안녕 싸피")
 TCP_TIMEOUT = 5.0
@@ -24,10 +24,10 @@ class CheckFailed(Exception):
 
 
 def check(report: Report, host: str, name: str, func: Callable[[], str]) -> bool:
-    """Run one check; record pass with its detail, or fail with the CheckFailed/LabError message."""
+    """Run one check; record pass with its detail, or fail with the CheckFailed/HostError message."""
     try:
         detail = func()
-    except (CheckFailed, LabError) as exc:
+    except (CheckFailed, HostError) as exc:
         report.add(Result(host, name, FAILED, str(exc)))
         return False
     report.add(Result(host, name, PASSED, detail))

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from lab.errors import HostError
 from lab.facts import Section
 from lab.remote import Host, as_root
 from lab.result import OK
-from labctl.errors import LabError
 
 APT_LOCKS = (
     "/var/lib/dpkg/lock-frontend",
@@ -42,7 +42,7 @@ def wait_cloud_init(host: Host, waited: Section | None = None) -> None:
         return
     status = parse_cloud_init_status(waited.text)
     if status == "error" or (not waited.ok and status != "done"):
-        raise LabError(
+        raise HostError(
             f"{host.name}: cloud-init finished with status '{status or 'unknown'}'; "
             f"see /var/log/cloud-init-output.log on the instance, or recreate it (fab teardown provision)"
         )
@@ -88,7 +88,7 @@ def wait_apt_locks(host: Host, seconds: int = LOCK_WAIT_SECONDS, waited: Section
         return
     host.refuse_sudo_password(waited.text)
     if waited.exited == 3:
-        raise LabError(
+        raise HostError(
             f"{host.name}: apt/dpkg locks still held after {seconds} s (unattended-upgrades?); "
             f"wait a few minutes and re-run"
         )

@@ -19,8 +19,8 @@ from typing import Callable, TypeVar
 from lab.provision import ProvisionOptions as HostOptions
 from lab.remote import Host
 from lab.result import Report as HostReport
+from lab.target import HostTarget
 from labctl.errors import LabError
-from labctl.hosttarget import HostTarget
 from labctl.progress import RUNNING, Progress
 
 GRACE_SECONDS = 3.0  # how long Ctrl-C waits for the students to notice, before it reports anyway

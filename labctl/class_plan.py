@@ -27,6 +27,8 @@ from lab.provision import provision as provision_host
 from lab.remote import Host
 from lab.result import WOULD_CHANGE
 from lab.result import Report as HostReport
+from lab.target import HostTarget
+from labcore.net import check_connectable
 from labctl import classroom, targets
 from labctl import state as lab_state
 from labctl.autostop_task import cloud_half, host_step
@@ -34,8 +36,6 @@ from labctl.class_cancel import run_bounded, run_on_host
 from labctl.class_report import StudentRow
 from labctl.errors import LabError, LabInterrupted
 from labctl.hostkeys import parse_host_keys
-from labctl.hosttarget import HostTarget
-from labctl.netsafety import check_connectable
 from labctl.output import format_result
 from labctl.roster import Student
 

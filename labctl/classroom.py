@@ -38,6 +38,7 @@ from lab.provision import ProvisionOptions as HostOptions
 from lab.provision import provision as provision_host
 from lab.remote import Host
 from lab.result import Report as HostReport
+from lab.target import HostTarget
 from labctl import state as lab_state
 from labctl import targets
 from labctl.class_cancel import CancellableProgress, CancelScope, run_bounded, run_on_host
@@ -51,7 +52,6 @@ from labctl.class_report import (  # noqa: F401 - the report's names, re-exporte
     write_report,
 )
 from labctl.errors import LabError
-from labctl.hosttarget import HostTarget
 from labctl.output import header
 from labctl.progress import DONE, FAILED, RUNNING, SKIPPED, Progress
 from labctl.roster import Student

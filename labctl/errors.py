@@ -1,11 +1,8 @@
-"""The one exception type for expected failures."""
+"""The command line's errors: the base of expected failures, and Ctrl-C with what it left behind."""
 
+from labcore.errors import LabError
 
-class LabError(Exception):
-    """An expected failure: its message is one line saying what went wrong and what to do.
-
-    The Fabric tasks print it without a traceback and exit non-zero.
-    """
+__all__ = ["LabError", "LabInterrupted"]
 
 
 class LabInterrupted(LabError):

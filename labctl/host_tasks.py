@@ -17,12 +17,13 @@ from fabric import Config, Connection
 from invoke import Context
 
 from lab import connect_early, deploy
-from lab.connect import HostKeyMismatch, open_connection
+from lab.connect import KNOWN_HOSTS_FILE, HostKeyMismatch, open_connection
 from lab.provision import ProvisionOptions, provision
 from lab.remote import Host
 from lab.result import Report
+from lab.target import HostTarget
 from labctl.errors import LabError
-from labctl.hosttarget import HostTarget
+from labctl.state import state_dir
 
 HostJob = Callable[[Host], object]
 
@@ -66,7 +67,11 @@ def run_on_one_host(
     try:
         if conn is None:
             conn = open_connection(
-                target, ssh_timeout=options.ssh_timeout, trust_new_host=options.trust_new_host, config=config
+                target,
+                ssh_timeout=options.ssh_timeout,
+                trust_new_host=options.trust_new_host,
+                known_hosts_file=state_dir() / KNOWN_HOSTS_FILE,
+                config=config,
             )
     except LabError as exc:
         if isinstance(exc, HostKeyMismatch) and not dry_run:  # a dry run leaves the state dir alone
@@ -88,7 +93,6 @@ def forget_pinned_keys(target: HostTarget) -> None:
     """After a host key mismatch, the next run reads the instance's console again (`infra.pinned_keys`)."""
     if target.instance_id:
         from infra import pinned_keys
-        from labctl.state import state_dir
 
         pinned_keys.forget_keys(state_dir(), target.instance_id)
 

@@ -6,9 +6,10 @@ import sys
 
 from fabric import Config
 
-from lab.connect import open_connection
+from lab.connect import KNOWN_HOSTS_FILE, open_connection
+from lab.target import HostTarget
 from labctl.errors import LabError
-from labctl.hosttarget import HostTarget
+from labctl.state import state_dir
 
 
 def choose_host(hosts: list[HostTarget], instance: str | None = None) -> HostTarget:
@@ -39,7 +40,13 @@ def ssh(
 ) -> int:
     """Log in to one host; returns the exit status (of `command`, or of the interactive shell)."""
     host = choose_host(hosts, instance)
-    conn = open_connection(host, ssh_timeout=60, trust_new_host=trust_new_host, config=config)
+    conn = open_connection(
+        host,
+        ssh_timeout=60,
+        trust_new_host=trust_new_host,
+        known_hosts_file=state_dir() / KNOWN_HOSTS_FILE,
+        config=config,
+    )
     try:
         if command is None:
             return conn.shell().exited

@@ -13,11 +13,11 @@ from typing import Any
 
 from infra import console, instances, pinned_keys, session
 from infra.errors import aws_errors
+from lab.target import HostTarget
+from labcore.net import check_connectable, is_aws_endpoint, is_sandbox_address
 from labctl import state as lab_state
 from labctl.errors import LabError
 from labctl.hostkeys import parse_host_keys
-from labctl.hosttarget import HostTarget
-from labctl.netsafety import check_connectable, is_aws_endpoint, is_sandbox_address
 
 TARGETS = ("aws", "sandbox")
 DEFAULT_LAB = "netlab"

@@ -23,8 +23,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from labctl.errors import LabError
-from sandbox.orphans import cleanup_orphans, daemon_alive
+from sandbox.errors import SandboxError
+from sandbox.orphans import cleanup_orphans
+from sandbox.registry import daemon_alive
 
 __all__ = [
     "ensure_running",
@@ -82,24 +83,24 @@ def running_endpoint(state_dir: Path) -> str | None:
 
 
 def check_prerequisites() -> None:
-    """Raise LabError naming what is missing: root, a command (with its apt package) or moto."""
+    """Raise SandboxError naming what is missing: root, a command (with its apt package) or moto."""
     if os.geteuid() != 0:
-        raise LabError(
+        raise SandboxError(
             "the sandbox target needs root (network namespaces, sshd, iptables): run it as root, "
             "e.g. with sudo"
         )
     for command, package in REQUIRED_COMMANDS.items():
         if shutil.which(command, path="/usr/sbin:/usr/bin:/sbin:/bin") is None:
-            raise LabError(
+            raise SandboxError(
                 f"the sandbox target needs `{command}`: install it with `apt-get install {package}`"
             )
     try:
         import flask  # noqa: F401
         import moto  # noqa: F401
     except ImportError:
-        raise LabError("the sandbox target needs moto's server: pip install 'labctl[sandbox]'") from None
+        raise SandboxError("the sandbox target needs moto's server: pip install 'labctl[sandbox]'") from None
     if "overlay" not in Path("/proc/filesystems").read_text():
-        raise LabError("the sandbox target needs overlayfs in the kernel: run `modprobe overlay`")
+        raise SandboxError("the sandbox target needs overlayfs in the kernel: run `modprobe overlay`")
 
 
 @contextlib.contextmanager
@@ -157,7 +158,7 @@ def _wait_for_api(state_dir: Path, process: subprocess.Popen) -> str:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise LabError(
+            raise SandboxError(
                 f"the sandbox daemon exited at start ({_last_log_line(state_dir)}); see "
                 f"{sandbox_dir(state_dir) / 'daemon.log'}"
             )
@@ -166,7 +167,7 @@ def _wait_for_api(state_dir: Path, process: subprocess.Popen) -> str:
             return endpoint
         time.sleep(0.1)
     _stop_pid(process.pid)
-    raise LabError(
+    raise SandboxError(
         f"the sandbox daemon did not answer within {START_TIMEOUT:.0f} s; see "
         f"{sandbox_dir(state_dir) / 'daemon.log'}"
     )

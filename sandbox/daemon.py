@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -18,25 +17,11 @@ import threading
 import time
 from pathlib import Path
 
-from labctl.netsafety import SANDBOX_GATEWAY
+from labcore.net import SANDBOX_GATEWAY
 
 DAEMON_MARK = "LABCTL_SANDBOX_DAEMON"
 RECONCILE_INTERVAL = 0.1
 log = logging.getLogger("sandbox.daemon")
-
-
-def registry_dir() -> Path:
-    from sandbox.network import RUN_DIR
-
-    return RUN_DIR / "daemons"
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
 
 
 class Daemon:
@@ -50,7 +35,7 @@ class Daemon:
         moto_images.install(self.sandbox_dir / "amis.json", with_lookalike=False)
         from moto.server import ThreadedMotoServer
 
-        from sandbox import host, motopatch, network
+        from sandbox import host, motopatch, network, registry
         from sandbox.aptproxy import AptProxy
         from sandbox.mirror import debian_mirror_url
         from sandbox.reconciler import Reconciler, snapshot_instances
@@ -62,8 +47,8 @@ class Daemon:
             cleanup.callback(log.info, "stopped")
             cleanup.callback(network.remove_bridge_if_unused, exclude=owner)
             cleanup.callback(network.release_all, owner)
-            self._register(owner)
-            cleanup.callback((registry_dir() / str(owner)).unlink, missing_ok=True)
+            registry.register(owner, self.sandbox_dir.parent)
+            cleanup.callback(registry.unregister, owner)
             network.ensure_bridge()
             proxy = AptProxy(SANDBOX_GATEWAY, debian_mirror_url()).start()
             cleanup.callback(proxy.stop)
@@ -77,7 +62,7 @@ class Daemon:
             server.start()
             cleanup.callback(server.stop)
             endpoint = f"http://127.0.0.1:{server.get_host_and_port()[1]}"
-            _write_json(
+            registry.write_json(
                 self.sandbox_dir / "daemon.json",
                 {
                     "pid": owner,
@@ -96,10 +81,6 @@ class Daemon:
                     break
                 reconciler.step(snapshot_instances())
                 self.stopping.wait(RECONCILE_INTERVAL)
-
-    def _register(self, owner: int) -> None:
-        registry_dir().mkdir(parents=True, exist_ok=True)
-        _write_json(registry_dir() / str(owner), {"state_dir": str(self.sandbox_dir.parent)})
 
 
 def main(argv: list[str] | None = None) -> int:

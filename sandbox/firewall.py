@@ -6,7 +6,7 @@ import ipaddress
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 
-from labctl.errors import LabError
+from sandbox.errors import SandboxError
 
 _PROTOCOLS = {
     "tcp": "tcp",
@@ -71,7 +71,7 @@ def apply_ruleset(netns: str, ruleset: str) -> None:
         ["ip", "netns", "exec", netns, "iptables-restore"], input=ruleset, capture_output=True, text=True
     )
     if result.returncode != 0:
-        raise LabError(f"loading the firewall of {netns} failed: {result.stderr.strip()}")
+        raise SandboxError(f"loading the firewall of {netns} failed: {result.stderr.strip()}")
 
 
 def moto_rules(security_groups: Iterable, members: Mapping[str, Sequence[str]] | None = None) -> list[dict]:

@@ -17,9 +17,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from labctl.errors import LabError
-from labctl.netsafety import SANDBOX_GATEWAY
+from labcore.net import SANDBOX_GATEWAY
 from sandbox import selfshutdown
+from sandbox.errors import SandboxError
 from sandbox.network import pid_alive
 from sandbox.rootfs import INIT_PATH
 
@@ -219,7 +219,7 @@ def stop_process_group(pgid: int, timeout: float = 5.0) -> None:
             if not group_alive(pgid):
                 return
             time.sleep(0.02)
-    raise LabError(f"host process group {pgid} survived SIGKILL; check `ps -g {pgid}`")
+    raise SandboxError(f"host process group {pgid} survived SIGKILL; check `ps -g {pgid}`")
 
 
 def group_alive(pgid: int) -> bool:
@@ -245,7 +245,7 @@ def stop_host(process: subprocess.Popen) -> None:
 def remove_host_dir(host_dir: Path, pgid: int | None) -> None:
     """Delete a host's files; only when its processes are confirmed dead (never under a live overlay)."""
     if pgid is not None and (pid_alive(pgid) or group_alive(pgid)):
-        raise LabError(f"refusing to remove {host_dir}: its host (process group {pgid}) still runs")
+        raise SandboxError(f"refusing to remove {host_dir}: its host (process group {pgid}) still runs")
     shutil.rmtree(host_dir, ignore_errors=True)
 
 

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from urllib.parse import urlparse
 
-from labctl.errors import LabError
+from sandbox.errors import SandboxError
 
 APT_SOURCES = Path("/etc/apt/sources.list")
 APT_SOURCES_DIR = Path("/etc/apt/sources.list.d")
@@ -54,7 +54,7 @@ def debian_mirror_url(suite: str = "bookworm") -> str:
     for uri, suites in _all_entries():
         if suite in suites and urlparse(uri).scheme in ("http", "https"):
             return uri.rstrip("/")
-    raise LabError(
+    raise SandboxError(
         f"no Debian mirror for '{suite}' found in /etc/apt/sources.list(.d); the sandbox needs this "
         "machine's apt sources to name one"
     )

@@ -15,8 +15,8 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from labctl.errors import LabError
-from labctl.netsafety import SANDBOX_GATEWAY, SANDBOX_NETWORK
+from labcore.net import SANDBOX_GATEWAY, SANDBOX_NETWORK
+from sandbox.errors import SandboxError
 
 BRIDGE = "labctl0"
 NETNS_PREFIX = "labctl-"
@@ -27,10 +27,10 @@ FIRST_HOST = 10
 
 
 def run(*command: str, input: str | None = None) -> subprocess.CompletedProcess:
-    """Run a command; raise LabError with its stderr on failure."""
+    """Run a command; raise SandboxError with its stderr on failure."""
     result = subprocess.run(command, input=input, capture_output=True, text=True)
     if result.returncode != 0:
-        raise LabError(f"`{' '.join(command)}` failed: {result.stderr.strip() or result.returncode}")
+        raise SandboxError(f"`{' '.join(command)}` failed: {result.stderr.strip() or result.returncode}")
     return result
 
 
@@ -137,7 +137,7 @@ def lease_address(owner: int, instance: str = "") -> str:
             if address not in taken:
                 (LEASE_DIR / address).write_text(json.dumps({"owner": owner, "instance": instance}))
                 return address
-    raise LabError(f"the sandbox network {SANDBOX_NETWORK} is full: terminate some instances first")
+    raise SandboxError(f"the sandbox network {SANDBOX_NETWORK} is full: terminate some instances first")
 
 
 def name_lease(address: str, instance: str) -> None:

@@ -14,46 +14,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from labctl.errors import LabError
 from sandbox import host, network
-from sandbox.daemon import registry_dir
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-PF_EXITING = 0x4  # /proc/PID/stat flags: the process is exiting (its cmdline already reads empty)
-
-
-def daemon_alive(pid: int) -> bool:
-    """A sandbox daemon runs as `pid`, or is still exiting: until it is reaped, its PID cannot be reused,
-    but its cmdline reads empty while the kernel tears it down."""
-    if not network.pid_alive(pid):
-        return False
-    cmdline = _cmdline(pid)
-    return "sandbox.daemon" in cmdline or (cmdline == "" and _exiting(pid))
-
-
-def _exiting(pid: int) -> bool:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return bool(int(fields[6]) & PF_EXITING)  # field 9 of stat: flags
-    except (OSError, IndexError, ValueError):
-        return False
-
-
-def live_daemons() -> dict[int, str]:
-    """pid → state dir of every registered daemon that still runs."""
-    found = {}
-    for path in registry_dir().glob("*") if registry_dir().exists() else ():
-        if path.name.isdigit() and daemon_alive(int(path.name)):
-            with contextlib.suppress(OSError, ValueError):
-                found[int(path.name)] = json.loads(path.read_text()).get("state_dir", "")
-    return found
+from sandbox.errors import SandboxError
+from sandbox.registry import daemon_alive, live_daemons, registry_dir
 
 
 def _owner_of(pid: int) -> int | None:
@@ -92,7 +55,7 @@ def _orphan_mounts() -> list[str]:
 def cleanup_orphans() -> list[str]:
     """Remove everything of ours whose daemon is gone; return a line per removed thing."""
     if os.geteuid() != 0:
-        raise LabError("cleaning up sandbox leftovers needs root: run it as root, e.g. with sudo")
+        raise SandboxError("cleaning up sandbox leftovers needs root: run it as root, e.g. with sudo")
     removed: list[str] = []
     alive = set(live_daemons())
     for pgid in sorted(_orphan_process_groups(alive)):

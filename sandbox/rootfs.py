@@ -14,8 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from labctl.errors import LabError
+from sandbox.errors import SandboxError
 from sandbox.mirror import debian_mirror_url
+from sandbox.registry import live_daemons
 
 DEFAULT_ROOTFS = Path("/var/cache/labctl/rootfs-bookworm")
 SUITE = "bookworm"
@@ -95,7 +96,7 @@ def ensure_rootfs(say=print) -> Path:
 
 def _build(path: Path, say) -> None:
     if shutil.which("debootstrap") is None:
-        raise LabError("debootstrap is missing: install it with `apt-get install debootstrap`")
+        raise SandboxError("debootstrap is missing: install it with `apt-get install debootstrap`")
     if path.exists():
         _refuse_while_in_use(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -118,10 +119,8 @@ def _build(path: Path, say) -> None:
 
 def _refuse_while_in_use(path: Path) -> None:
     """An outdated tree may only be replaced when no daemon's hosts sit on it (never under a live overlay)."""
-    from sandbox.orphans import live_daemons
-
     if live_daemons():
-        raise LabError(
+        raise SandboxError(
             f"the root filesystem {path} is outdated but sandbox daemons still use it: run "
             "`fab teardown` for every sandbox state dir, then try again"
         )
@@ -148,7 +147,9 @@ def _debootstrap(target: Path, say) -> None:
             say(f"sandbox: debootstrap: {line[3:].strip()}")
     if proc.wait() != 0:
         sys.stderr.write("\n".join(tail) + "\n")
-        raise LabError(f"debootstrap failed (exit {proc.returncode}); see the lines above, check apt access")
+        raise SandboxError(
+            f"debootstrap failed (exit {proc.returncode}); see the lines above, check apt access"
+        )
 
 
 def _chroot(target: Path, *command: str) -> None:

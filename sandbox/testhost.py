@@ -18,8 +18,8 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from labctl.errors import LabError
 from sandbox import control
+from sandbox.errors import SandboxError
 
 REGION = "ap-northeast-2"
 UP_TIMEOUT = 30.0
@@ -55,7 +55,7 @@ def wait_for_port(address: str, port: int = 22, timeout: float = UP_TIMEOUT) -> 
                 return
         except OSError:
             if time.monotonic() > deadline:
-                raise LabError(f"{address}:{port} did not open within {timeout:.0f} s") from None
+                raise SandboxError(f"{address}:{port} did not open within {timeout:.0f} s") from None
             time.sleep(0.02)
 
 
@@ -69,7 +69,7 @@ def console_host_keys(ec2, instance_id: str, timeout: float = UP_TIMEOUT) -> lis
             block = block.split("-----END SSH HOST KEY KEYS-----", 1)[0]
             return [line for line in block.splitlines() if line]
         if time.monotonic() > deadline:
-            raise LabError(f"{instance_id} printed no host keys within {timeout:.0f} s")
+            raise SandboxError(f"{instance_id} printed no host keys within {timeout:.0f} s")
         time.sleep(0.05)
 
 
@@ -114,4 +114,4 @@ def stop_sandbox(state_dir: Path) -> None:
         if ids:
             ec2.terminate_instances(InstanceIds=ids)
     if not control.shutdown_if_idle(state_dir):
-        raise LabError(f"the sandbox of {state_dir} still has instances after terminating them all")
+        raise SandboxError(f"the sandbox of {state_dir} still has instances after terminating them all")

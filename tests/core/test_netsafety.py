@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from labcore.net import check_connectable, is_aws_endpoint, is_sandbox_address
 from labctl.errors import LabError
-from labctl.netsafety import check_connectable, is_aws_endpoint, is_sandbox_address
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ import os
 
 import pytest
 
+from labcore.net import is_sandbox_address
 from labctl import cloud_tasks, targets
 from labctl import state as lab_state
-from labctl.netsafety import is_sandbox_address
 from labctl.output import Report
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from labctl.hosttarget import HostTarget
+from lab.target import HostTarget
 
 ECHO_PORT = 12345
 

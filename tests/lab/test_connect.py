@@ -10,8 +10,8 @@ import pytest
 from lab import connect
 from lab.remote import Host
 from lab.result import Report
+from lab.target import HostTarget
 from labctl.errors import LabError
-from labctl.hosttarget import HostTarget
 from tests.lab.local_sshd import keygen
 
 
@@ -131,18 +131,23 @@ def test_unknown_byo_host_is_refused_without_the_flag(sshd, tmp_path, monkeypatc
 @pytest.mark.root
 def test_first_use_trust_saves_the_key_then_pins_it(sshd, tmp_path, monkeypatch):
     state = tmp_path / "state"
-    monkeypatch.setenv("LAB_STATE_DIR", str(state))
+    state.mkdir()
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    conn = connect.open_connection(target_for(sshd), ssh_timeout=10, trust_new_host=True)
+    lab_file = state / connect.KNOWN_HOSTS_FILE
+    conn = connect.open_connection(
+        target_for(sshd), ssh_timeout=10, trust_new_host=True, known_hosts_file=lab_file
+    )
     conn.close()
     saved = state / connect.KNOWN_HOSTS_FILE
     assert saved.read_text() == f"[127.0.0.1]:{sshd.port} {sshd.host_key_type} {sshd.host_key_b64}\n"
     assert saved.stat().st_mode & 0o777 == 0o600
-    conn = connect.open_connection(target_for(sshd), ssh_timeout=10)  # now known: no flag needed
+    conn = connect.open_connection(target_for(sshd), ssh_timeout=10, known_hosts_file=lab_file)  # now known
     conn.close()
     saved.write_text(f"[127.0.0.1]:{sshd.port} {' '.join(keygen(tmp_path / 'other'))}\n")
     with pytest.raises(LabError, match="does not match"):
-        connect.open_connection(target_for(sshd), ssh_timeout=10, trust_new_host=True)
+        connect.open_connection(
+            target_for(sshd), ssh_timeout=10, trust_new_host=True, known_hosts_file=lab_file
+        )
 
 
 @pytest.mark.root

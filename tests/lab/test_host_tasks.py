@@ -10,9 +10,9 @@ from invoke import Context
 
 from lab.provision import ProvisionOptions
 from lab.result import Report
+from lab.target import HostTarget
 from labctl import host_tasks
 from labctl.errors import LabError
-from labctl.hosttarget import HostTarget
 
 
 def test_byo_target_from_fabric_dash_h():

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from labctl.netsafety import is_sandbox_address
+from labcore.net import is_sandbox_address
 from sandbox import control, network
-from sandbox.orphans import live_daemons
+from sandbox.registry import live_daemons
 from sandbox.testhost import sandbox_client
 from tests.sandbox.helpers import host_keys_from_console, processes_marked_by, run, ssh_client
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from labctl.netsafety import SANDBOX_NETWORK
+from labcore.net import SANDBOX_NETWORK
 from sandbox import control, network
 from sandbox.aptproxy import DEFAULT_CACHE
 from sandbox.testhost import wait_for_port

@@ -9,8 +9,8 @@ import pytest
 from infra import pinned_keys
 from lab import connect_early
 from lab.result import Report
+from lab.target import HostTarget
 from labctl import host_tasks
-from labctl.hosttarget import HostTarget
 from tests.lab.local_sshd import keygen
 from tests.speed.test_rerun_counts import counting_ssh
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 class HostTarget:
     """One host to configure over SSH.
 
-    `address` has already passed `labctl.netsafety.check_connectable`. `host_keys` are the pinned
+    `address` has already passed `labcore.net.check_connectable`. `host_keys` are the pinned
     (key type, base64) pairs read from the instance's console output; empty for a bring-your-own host,
     which uses known_hosts (or first-use trust when the user asked for it).
     """
