@@ -5,7 +5,8 @@ after an instance transition state (start, stop, reboot, or terminate) ... Only 
 console output is available. You can optionally retrieve the latest serial console output at any time during
 the instance lifecycle. This option is supported on instance types that use the Nitro hypervisor."
 
-So, per instance:
+So, per instance (a Nitro type without `Latest` is buffered too: the reference says "by default" for every
+type and offers the live console only through `Latest`):
 - without `Latest` (every instance type): nothing until `delay` seconds after the boot started, then one
   snapshot of that boot's console, posted at the first request after the delay, which stays the same until a
   later boot's snapshot is posted (after a stop/start the previous boot's post is shown until then, as EC2

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import logging
 import secrets
 import threading
 import time
@@ -28,6 +29,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Union
 
 from labcore.net import SANDBOX_GATEWAY
+
+log = logging.getLogger("sandbox.imds")
 
 IMDS_ADDRESS = "169.254.169.254"
 TOKEN_PATH = "/latest/api/token"
@@ -340,9 +343,19 @@ class MetadataService:
             def _fail(self, status: int) -> None:
                 self._send(status, _error_body(status, self.responses[status][0]))
 
+            def _instance(self) -> tuple[InstanceMetadata | None, bool]:
+                """(the instance asking or None if it is not one of ours, False if the lookup failed)."""
+                try:
+                    return service.lookup(self.client_address[0]), True
+                except Exception:
+                    log.exception("metadata lookup for %s failed", self.client_address[0])
+                    return None, False
+
             def do_PUT(self) -> None:
                 self._discard_body()
-                md = service.lookup(self.client_address[0])
+                md, looked_up = self._instance()
+                if not looked_up:
+                    return self._fail(500)
                 if md is None or self.path.split("?", 1)[0] != TOKEN_PATH:
                     return self._fail(404)
                 if md.http_endpoint == "disabled" or self.headers.get("X-Forwarded-For") is not None:
@@ -354,7 +367,9 @@ class MetadataService:
                 self._send(200, token.encode(), {TTL_HEADER: str(ttl)})
 
             def do_GET(self) -> None:
-                md = service.lookup(self.client_address[0])
+                md, looked_up = self._instance()
+                if not looked_up:
+                    return self._fail(500)
                 if md is None:
                     return self._fail(404)
                 if md.http_endpoint == "disabled":

@@ -18,6 +18,7 @@ from sandbox import network
 from sandbox.imds import InstanceMetadata
 
 SERVED_STATES = ("pending", "running")
+FIND_ATTEMPTS = 3
 
 
 def user_data_bytes(user_data: Any) -> bytes | None:
@@ -136,11 +137,17 @@ class MotoMetadataSource:
     def _find(self, address: str) -> tuple[Any, Any] | None:
         from moto.ec2.models import ec2_backends
 
-        for account in list(dict.values(ec2_backends)):
-            for backend in list(dict.values(account)):
-                for instance in list(backend.all_instances()):
-                    if instance.state in SERVED_STATES and instance.private_ip_address == address:
-                        return backend, instance
+        for attempt in range(FIND_ATTEMPTS):
+            try:
+                for account in list(dict.values(ec2_backends)):
+                    for backend in list(dict.values(account)):
+                        for instance in list(backend.all_instances()):
+                            if instance.state in SERVED_STATES and instance.private_ip_address == address:
+                                return backend, instance
+                return None
+            except RuntimeError:  # moto changed a dict under us (an API call in another thread): look again
+                if attempt == FIND_ATTEMPTS - 1:
+                    raise
         return None
 
     def _public_keys(self, backend: Any, instance: Any) -> tuple[tuple[str, str], ...]:

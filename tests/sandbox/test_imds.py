@@ -184,6 +184,18 @@ def test_a_source_that_is_no_instance_gets_404_and_nothing_else(service, instanc
     assert instances.asked[-2:] == ["127.0.0.2", "127.0.0.2"]
 
 
+def test_a_failing_lookup_is_500_not_another_instances_data():
+    def broken(source_ip: str):
+        raise RuntimeError("moto changed under us")
+
+    server = MetadataService(broken, listen="127.0.0.1").start()
+    try:
+        assert get(server, "/latest/meta-data/instance-id")[0] == 500
+        assert call(server, "PUT", "/latest/api/token", {TTL_HEADER: "60"})[0] == 500
+    finally:
+        server.stop()
+
+
 # ---- the tree ----------------------------------------------------------------------------------------
 
 
