@@ -1,4 +1,5 @@
-"""The sandbox daemon: moto's EC2 API on 127.0.0.1, the apt proxy on the gateway, and the reconciler.
+"""The sandbox daemon: moto's EC2 API on 127.0.0.1, the apt proxy and the instance metadata service on the
+gateway, and the reconciler.
 
 Run as `python -m sandbox.daemon --state-dir DIR` (control.ensure_running does, detached). It writes
 DIR/sandbox/daemon.json once the API answers, logs to DIR/sandbox/daemon.log, registers itself in
@@ -37,11 +38,15 @@ class Daemon:
 
         from sandbox import host, motopatch, network, registry
         from sandbox.aptproxy import AptProxy
+        from sandbox.console import ConsoleBuffer, delay_from_env
+        from sandbox.imds import MetadataService
+        from sandbox.imds_source import MotoMetadataSource
         from sandbox.mirror import debian_mirror_url
         from sandbox.reconciler import Reconciler, snapshot_instances
         from sandbox.rootfs import ensure_rootfs
 
         owner = os.getpid()
+        console_delay = delay_from_env()
         rootfs = ensure_rootfs(say=log.info)
         with contextlib.ExitStack() as cleanup:
             cleanup.callback(log.info, "stopped")
@@ -52,11 +57,15 @@ class Daemon:
             network.ensure_bridge()
             proxy = AptProxy(SANDBOX_GATEWAY, debian_mirror_url()).start()
             cleanup.callback(proxy.stop)
-            reconciler = Reconciler(self.sandbox_dir, rootfs, proxy.port, owner)
+            imds = MetadataService(MotoMetadataSource(owner)).start()
+            cleanup.callback(imds.stop)
+            reconciler = Reconciler(self.sandbox_dir, rootfs, proxy.port, owner, imds_port=imds.port)
             cleanup.callback(reconciler.destroy_all)
+            console = ConsoleBuffer(
+                lambda instance_id: host.console_snapshot(reconciler.host_dir(instance_id)), console_delay
+            )
             motopatch.install(
-                allocate=lambda instance_id: network.lease_address(owner, instance_id),
-                console_text=lambda instance_id: host.console_output(reconciler.host_dir(instance_id)),
+                allocate=lambda instance_id: network.lease_address(owner, instance_id), console=console
             )
             server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
             server.start()
@@ -68,13 +77,21 @@ class Daemon:
                     "pid": owner,
                     "endpoint": endpoint,
                     "proxy": f"http://{SANDBOX_GATEWAY}:{proxy.port}",
+                    "imds_port": imds.port,
+                    "console_delay": console_delay,
                     "rootfs": str(rootfs),
                     "started": time.time(),
                 },
             )
             cleanup.callback((self.sandbox_dir / "daemon.json").unlink, missing_ok=True)
             cleanup.callback(log.info, "stopping: destroying hosts")
-            log.info("API at %s, apt proxy at %s, rootfs %s", endpoint, proxy.port, rootfs)
+            log.info(
+                "API at %s, apt proxy at %s, metadata service at %s, rootfs %s",
+                endpoint,
+                proxy.port,
+                imds.port,
+                rootfs,
+            )
             while not self.stopping.is_set():
                 if not (self.sandbox_dir / "daemon.json").exists():
                     log.warning("%s vanished: nobody can reach this daemon; stopping", self.sandbox_dir)

@@ -28,6 +28,8 @@ INSTANCE_ENV = "LABCTL_SANDBOX_INSTANCE"
 MIRROR_NAMES = ("ap-northeast-2.ec2.archive.ubuntu.com", "mirror.kakao.com")
 UBUNTU_UID = 1000
 SEEDED_MARK = ".labctl-seeded"
+BOOT_STARTED = "boot-started"
+BOOT_BANNER = "labctl sandbox host: Debian GNU/Linux 12 (bookworm) in a network namespace; not Ubuntu\n"
 
 BOOT_SCRIPT = r"""
 set -e
@@ -93,6 +95,18 @@ def console_output(host_dir: Path) -> str:
         f"{key}\n"
         "-----END SSH HOST KEY KEYS-----\n"
     )
+
+
+def console_snapshot(host_dir: Path) -> tuple[str, float | None]:
+    """(the console of the host's latest boot, when that boot started as epoch seconds | None if never
+    booted). These chroot hosts print nothing themselves: the console is the banner and the host-key block
+    cloud-init would print."""
+    try:
+        started = float((host_dir / BOOT_STARTED).read_text())
+    except (OSError, ValueError):
+        return "", None
+    keys = console_output(host_dir)
+    return (BOOT_BANNER + keys if keys else ""), started
 
 
 def _mkdirs_like_lower(upper: Path, lower: Path, rel_dir: str) -> None:
@@ -195,6 +209,7 @@ def start_host(host_dir: Path, rootfs: Path, spec: HostSpec, netns: str, owner: 
         spec.hostname,
         f"labctl-{spec.instance_id}",
     ]
+    (host_dir / BOOT_STARTED).write_text(repr(time.time()))
     with open(host_dir / "console.log", "ab") as console:
         return subprocess.Popen(
             command,

@@ -1,25 +1,28 @@
-"""moto adjusted for the sandbox: instances get sandbox addresses and a console that shows their host keys.
+"""moto adjusted for the sandbox: instances get sandbox addresses and their hosts' consoles.
 
-Both patches are small and local: the primary network interface of each new instance gets a leased address
+The patches are small and local: the primary network interface of each new instance gets a leased address
 from 198.51.100.0/24 as its private and its public IP (also after stop/start), moto's public-IP generators
-hand out sandbox addresses instead of invented 54.x ones, and GetConsoleOutput prints the host-key block.
+hand out sandbox addresses instead of invented 54.x ones, and GetConsoleOutput answers from the host's
+console as EC2 does (`sandbox.console`: buffered per boot; `Latest` on Nitro types only).
 Call `install()` in the daemon after `moto_images.install()` and before the server starts.
 """
 
 from __future__ import annotations
 
+import base64
+import datetime
 from typing import Callable
 
 from moto.ec2.utils import generate_dns_from_ip
 
-BOOT_BANNER = "labctl sandbox host: Debian GNU/Linux 12 (bookworm) in a network namespace; not Ubuntu\n"
+from sandbox.console import ConsoleBuffer, LatestUnsupported
 
 
-def install(allocate: Callable[[str], str], console_text: Callable[[str], str]) -> None:
-    """`allocate(instance_id)` leases an address; `console_text(instance_id)` is the host's console."""
+def install(allocate: Callable[[str], str], console: ConsoleBuffer) -> None:
+    """`allocate(instance_id)` leases an address; `console` holds the hosts' consoles."""
     _patch_public_ip_generators(allocate)
     _patch_instance_addresses(allocate)
-    _patch_console_output(console_text)
+    _patch_console_output(console)
 
 
 def _patch_public_ip_generators(allocate: Callable[[str], str]) -> None:
@@ -65,18 +68,25 @@ def _patch_instance_addresses(allocate: Callable[[str], str]) -> None:
     NetworkInterface.check_auto_public_ip = check_auto_public_ip
 
 
-def _patch_console_output(console_text: Callable[[str], str]) -> None:
+def _patch_console_output(console: ConsoleBuffer) -> None:
     from moto.core.responses import ActionResult
-    from moto.core.utils import utcnow
+    from moto.ec2.exceptions import EC2ClientError
     from moto.ec2.responses.general import General
     from moto.ec2.utils import Base64EncodedString
 
     def get_console_output(self) -> ActionResult:
         instance = self.ec2_backend.get_instance(self._get_param("InstanceId"))
-        keys = console_text(instance.id)
-        result = {"InstanceId": instance.id, "Timestamp": utcnow()}
-        if keys:
-            result["Output"] = Base64EncodedString.from_raw_string(BOOT_BANNER + keys)
+        self.error_on_dryrun()
+        try:
+            text, posted = console.read(
+                instance.id, instance.instance_type, latest=self._get_bool_param("Latest", False)
+            )
+        except LatestUnsupported as error:
+            raise EC2ClientError(error.code, str(error)) from None
+        timestamp = datetime.datetime.fromtimestamp(posted, datetime.timezone.utc).replace(tzinfo=None)
+        result = {"InstanceId": instance.id, "Timestamp": timestamp}
+        if text:
+            result["Output"] = Base64EncodedString(base64.b64encode(text.encode()).decode())
         return ActionResult(result)
 
     General.get_console_output = get_console_output

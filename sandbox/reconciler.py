@@ -85,12 +85,13 @@ def _view(backend, instance, members: dict[str, list[str]]) -> InstanceView:
 class Reconciler:
     """Owns the hosts of one daemon. `step()` is called in a loop; `destroy_all()` on shutdown."""
 
-    def __init__(self, sandbox_dir: Path, rootfs: Path, proxy_port: int, owner: int):
+    def __init__(self, sandbox_dir: Path, rootfs: Path, proxy_port: int, owner: int, *, imds_port: int):
         self.hosts_dir = sandbox_dir / "hosts"
         self.hosts_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.status_file = sandbox_dir / "hosts.json"
         self.rootfs = rootfs
         self.proxy_port = proxy_port
+        self.imds_port = imds_port  # the metadata service on the gateway (sandbox.imds.netns_commands)
         self.owner = owner
         self.hosts: dict[str, LiveHost] = {}
         self.lock = threading.Lock()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from sandbox import control
+from sandbox.console import DELAY_ENV, delay_from_env
 from sandbox.testhost import canonical_focal_ami, sandbox_client, stop_sandbox
 
 OPERATOR_CIDR = control.SANDBOX_SSH_CIDR
@@ -39,6 +40,20 @@ class Sandbox:
 
     def rule(self, protocol: str, port: int, cidr: str) -> dict:
         return {"IpProtocol": protocol, "FromPort": port, "ToPort": port, "IpRanges": [{"CidrIp": cidr}]}
+
+
+TEST_CONSOLE_DELAY = "3"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def console_delay() -> float:
+    """The buffered console's delay of the daemons these tests start (shorter than the default, still long
+    enough to see the console empty right after a launch)."""
+    before = os.environ.get(DELAY_ENV)
+    os.environ.setdefault(DELAY_ENV, TEST_CONSOLE_DELAY)
+    yield delay_from_env()
+    if before is None:
+        os.environ.pop(DELAY_ENV, None)
 
 
 @pytest.fixture(scope="session")

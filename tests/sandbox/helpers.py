@@ -14,6 +14,7 @@ import paramiko
 
 from sandbox import network
 from sandbox.host import OWNER_ENV
+from sandbox.testhost import console_host_keys
 
 SETTLE_TIMEOUT = 10.0
 
@@ -79,10 +80,8 @@ def nothing_of_ours() -> dict[str, list]:
 
 
 def host_keys_from_console(ec2, instance_id: str) -> list[tuple[str, str]]:
-    """(type, base64) of each host key the console shows."""
-    output = ec2.get_console_output(InstanceId=instance_id).get("Output", "")
-    block = output.split("-----BEGIN SSH HOST KEY KEYS-----")[1].split("-----END SSH HOST KEY KEYS-----")[0]
-    return [tuple(line.split()[:2]) for line in block.splitlines() if line.strip()]
+    """(type, base64) of each host key the console shows, once it shows them (the console is buffered)."""
+    return [tuple(line.split()[:2]) for line in console_host_keys(ec2, instance_id) if line.strip()]
 
 
 def ssh_client(address: str, key_pem: str, host_keys: list[tuple[str, str]]) -> paramiko.SSHClient:

@@ -12,7 +12,7 @@ import pytest
 from labcore.net import SANDBOX_NETWORK
 from sandbox import control, network
 from sandbox.aptproxy import DEFAULT_CACHE
-from sandbox.testhost import wait_for_port
+from sandbox.testhost import console_host_keys, wait_for_port
 from tests.sandbox.helpers import eventually, host_keys_from_console, ping_ok, run, ssh_client, tcp_open
 
 pytestmark = pytest.mark.root
@@ -57,6 +57,7 @@ def test_a_wrong_host_key_is_rejected(sandbox, instance):
 
 
 def test_console_shows_host_keys_the_way_cloud_init_prints_them(sandbox, instance):
+    console_host_keys(sandbox.ec2, instance[0])  # wait for the buffered console
     output = sandbox.ec2.get_console_output(InstanceId=instance[0])["Output"]
     fingerprints = output.split("-----BEGIN SSH HOST KEY FINGERPRINTS-----\n")[1].split("-----END")[0]
     assert fingerprints.startswith("256 SHA256:") and fingerprints.strip().endswith("(ED25519)")
