@@ -91,7 +91,7 @@ def status_lines(data: dict) -> list[str]:
     summary = data.get("cost")
     if not summary:
         return []
-    note = f"prices of {summary['prices_date']}, {summary['prices_region']}"
+    note = f"{summary['prices_date']}, {summary['prices_region']}, {summary['currency']} (infra/prices.json)"
     unknown = f"; no price for {', '.join(summary['unknown'])}" if summary["unknown"] else ""
     lines = []
     if data["instances"]:

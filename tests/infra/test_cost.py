@@ -126,7 +126,7 @@ def test_status_json_has_the_cost_of_each_instance_and_the_lab(ec2):
     }
     lines = cloud_tasks.status_lines(data)
     assert f"  cost         {instance['InstanceId']}: about $0.0210/h now (running); " in "\n".join(lines)
-    assert f"  prices       prices of {PRICES.date}, ap-northeast-2" in lines
+    assert f"  prices       {PRICES.date}, ap-northeast-2, USD (infra/prices.json)" in lines
 
 
 def test_a_stopped_instance_costs_its_volume_only(ec2):
