@@ -42,9 +42,10 @@ def _client_error(exc: ClientError) -> CloudError:
     operation = exc.operation_name
     message = _one_line(exc.response.get("Error", {}).get("Message", ""))
     if code == "UnauthorizedOperation" or code.endswith("AccessDenied") or code == "AccessDeniedException":
+        said = f"{message.rstrip('.')}; " if message else ""  # AWS's text names the missing action
         return CloudError(
-            f"not allowed to call {operation} ({code}): grant the IAM user/role EC2 permissions for it, "
-            "or use another AWS_PROFILE"
+            f"not allowed to call {operation} ({code}): {said}grant the IAM user/role that permission "
+            "(iam/labctl-policy.json has all labctl needs), or use another AWS_PROFILE"
         )
     if code in THROTTLING_CODES:
         return CloudError(

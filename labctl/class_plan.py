@@ -29,7 +29,7 @@ from lab.result import WOULD_CHANGE
 from lab.result import Report as HostReport
 from lab.target import HostTarget
 from labcore.net import check_connectable
-from labctl import classroom, targets
+from labctl import classroom, cost_report, targets
 from labctl import state as lab_state
 from labctl.autostop_task import cloud_half, host_step
 from labctl.class_cancel import run_bounded, run_on_host
@@ -88,6 +88,11 @@ def _plan_on_cloud(
     out: TextIO,
 ) -> list[StudentPlan]:
     run = classroom.class_inputs(ref, options, host_options, cloud, out)
+    if cloud.target == "aws":  # the sandbox costs nothing
+        print(
+            cost_report.plan_line(run.instance_type, run.image, ref.region, len(class_options.students)),
+            file=out,
+        )
     if class_options.shared_sg:
         run = replace(run, shared_group_id=_print_shared_group_plan(run, class_options, out) or "")
     previous = classroom.load_rows(ref.lab)

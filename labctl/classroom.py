@@ -89,6 +89,7 @@ class ClassRun:
     host_options: HostOptions
     shared_group_id: str | None = None
     scope: CancelScope = field(default_factory=CancelScope)  # Ctrl-C (labctl.class_cancel)
+    image: dict | None = None  # the described image of image_id (its root volume prices the dry run)
 
 
 @dataclass
@@ -355,6 +356,7 @@ def class_inputs(ref, options, host_options: HostOptions, cloud: targets.Cloud, 
         options.public_key,
         options.cloud_only,
         host_options.check(),
+        image=image,
     )
 
 

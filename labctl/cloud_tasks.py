@@ -18,7 +18,7 @@ from infra import security_group as groups
 from infra.errors import aws_errors
 from infra.results import ABSENT, CREATED, Result
 from infra.tags import is_ours, resource_name
-from labctl import after_provision, interrupts, status_extras, targets
+from labctl import after_provision, cost_report, interrupts, status_extras, targets
 from labctl import state as lab_state
 from labctl.errors import LabError
 from labctl.output import Report, header
@@ -143,6 +143,8 @@ def _cloud_steps(ref: LabRef, cloud: targets.Cloud, options: ProvisionOptions, r
     )
     if options.dry_run:
         report.add(instances.plan_instances(cloud.ec2, spec))
+        if cloud.target == "aws":  # the sandbox costs nothing
+            report.line(cost_report.plan_line(options.instance_type, image, ref.region, options.count))
         return instances.find_instances(cloud.ec2, ref.lab, ["running"])
     return _ensure_instances(ref, cloud, spec, report)
 
@@ -315,10 +317,13 @@ def status_data(
     data["endpoint"] = cloud.endpoint_url if cloud else None
     data["sandbox"] = _sandbox_status(ref)
     if cloud is None:
-        data.update(instances=[], security_group=None, key_pair=None, not_ours=[], **{"class": None})
+        data.update(
+            instances=[], security_group=None, key_pair=None, not_ours=[], cost=None, **{"class": None}
+        )
         return status_extras.add_warnings(data, warn_hours)
     with aws_errors():
         data.update(_cloud_status(cloud, ref.lab))
+        cost_report.add_cost(cloud.ec2, data)
     _record_found(ref, cloud, data)
     return status_extras.add_warnings(data, warn_hours)
 
@@ -358,6 +363,7 @@ def status_lines(data: dict) -> list[str]:
     pair = data["key_pair"]
     lines.append(f"  key pair     {pair['name']} file {pair['file']}" if pair else "  key pair     none")
     lines += classroom.class_status_lines(data.get("class"))
+    lines += cost_report.status_lines(data)
     lines += [f"  not ours     {item['resource']}: {item['reason']}" for item in data["not_ours"]]
     return lines + status_extras.warning_lines(data)
 

@@ -218,6 +218,7 @@ STATUS_KEYS = {
     "uptime_warn_hours",  # issue 7
     "warnings",
     "class",  # issue 6: class mode
+    "cost",  # issue 14 item 7: hourly estimate
 }
 INSTANCE_KEYS = {
     "id",
@@ -234,6 +235,7 @@ INSTANCE_KEYS = {
     "auto_stop_at",
     "auto_stop_hours",
     "connect",
+    "cost",  # issue 14 item 7
 }
 
 
