@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -87,3 +88,22 @@ def test_python_dash_m_runs_the_same_program(tmp_path, elsewhere):
     done = run([sys.executable, "-m", "labctl.cli", "--list"], elsewhere, tmp_path)
     assert done.returncode == 0, done.stderr
     assert task_names(done.stdout) == TASKS
+
+
+RUN_LABCTL = """
+import atexit, json, sys
+out = sys.argv.pop(1)
+atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
+sys.argv[0] = "labctl"
+from labctl.cli import main
+main()
+"""
+
+
+def test_labctl_list_stays_light_and_loads_no_fabfile(tmp_path, elsewhere):
+    out = tmp_path / "modules.json"
+    done = run([sys.executable, "-c", RUN_LABCTL, str(out), "--list"], elsewhere, tmp_path)
+    assert done.returncode == 0, done.stderr
+    modules = set(json.loads(out.read_text()))
+    assert "labctl.tasks" in modules
+    assert not {"fabfile", "botocore", "boto3", "labctl.cloud_tasks", "labctl.classroom"} & modules
