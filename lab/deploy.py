@@ -19,7 +19,16 @@ from lab.errors import HostError
 from lab.remote import Host, Output, last_line, q
 from lab.result import OK, outcome
 
-ECHO_DIR = Path(__file__).resolve().parent.parent / "echo"
+
+def find_echo_dir() -> Path:
+    """The echo sources: lab/echo/ in an installed labctl (pyproject ships the top-level echo/ folder there
+    as package data), else the checkout's top-level echo/."""
+    here = Path(__file__).resolve().parent
+    installed = here / "echo"
+    return installed if installed.is_dir() else here.parent / "echo"
+
+
+ECHO_DIR = find_echo_dir()
 REMOTE_DIR = "server-socket"  # relative to the login user's home
 ECHO_PORT = 12345
 SOURCE_SUFFIXES = (".c", ".h", ".py")
@@ -38,7 +47,9 @@ UPLOAD_TAR = ".labctl-echo.tar"
 def local_sources(echo_dir: Path = ECHO_DIR) -> dict[str, bytes]:
     """The echo sources to upload: C files, headers, Makefile and Python ports (no build products)."""
     if not echo_dir.is_dir():
-        raise HostError(f"echo sources not found at {echo_dir}; run from a complete labctl checkout")
+        raise HostError(
+            f"echo sources not found at {echo_dir}; reinstall labctl (pip install .) or use a checkout"
+        )
     files = {}
     for path in sorted(echo_dir.iterdir()):
         if path.is_file() and (path.suffix in SOURCE_SUFFIXES or path.name in SOURCE_NAMES):

@@ -1,42 +1,32 @@
-"""`labctl`: the fabfile's tasks as a program that works from any directory (`labctl provision ...`)."""
+"""`labctl`: the tasks of labctl.tasks as their own program, from any directory (`labctl provision ...`).
+
+Invoke's documented way to ship tasks as a command ("Reusing Invoke's CLI module as a distinct binary"):
+Fabric's `Fab` program with a bundled namespace, so `-H`, `-i` and the other SSH flags work as with `fab`,
+and no fabfile is searched for or read. pyproject's console script is `labctl = "labctl.cli:main"`.
+"""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
+from fabric import Config, Executor
+from fabric.main import Fab
+from invoke import Collection
 
-FABFILE = Path(__file__).resolve().parent.parent / "fabfile.py"
+import labctl
+from labctl import tasks
 
-
-def load_fabfile(path: Path = FABFILE):
-    """Import the project's fabfile.py (next to the labctl package) as a module."""
-    if not path.exists():
-        print(f"error: {path} not found: install labctl from a checkout (pip install -e)", file=sys.stderr)
-        raise SystemExit(1)
-    spec = importlib.util.spec_from_file_location("labctl_fabfile", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+program = Fab(
+    name="labctl",
+    binary="labctl",
+    version=labctl.__version__,
+    namespace=Collection.from_module(tasks),
+    executor_class=Executor,
+    config_class=Config,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run Fabric's program with the fabfile's tasks as its namespace."""
-    from fabric import Config, Executor
-    from fabric.main import Fab
-    from invoke import Collection
-
-    import labctl
-
-    namespace = Collection.from_module(load_fabfile())
-    program = Fab(
-        name="labctl",
-        binary="labctl",
-        version=getattr(labctl, "__version__", "0.1.0"),
-        namespace=namespace,
-        executor_class=Executor,
-        config_class=Config,
-    )
+    """Run the program on `argv` (default: sys.argv); a LabError ends as one `error:` line and exit 1."""
+    tasks.freeze_startup()
     program.run(argv)
 
 
