@@ -356,3 +356,23 @@ def test_a_profile_in_the_environment_guesses_aws(no_credentials_anywhere, monke
 def test_an_empty_config_guesses_the_sandbox(no_credentials_anywhere, tmp_path):
     (tmp_path / "no-aws-config").write_text("[default]\nregion = ap-northeast-2\n")
     assert targets.choose_target() == "sandbox"
+
+
+def test_fab_ssh_names_the_changed_public_ip_too(ec2, monkeypatch):
+    from lab.errors import HostError
+    from labctl import ssh_task
+
+    instance = _provisioned(ec2, "198.51.100.7/32")
+    monkeypatch.setattr("infra.operator_ip.operator_public_ip", lambda timeout=5.0: "198.51.100.99")
+
+    def timed_out(*args, **kwargs):
+        raise HostError("SSH on 198.51.100.50:22 not ready after 60 s: connection timed out (...)")
+
+    monkeypatch.setattr(ssh_task, "open_connection", timed_out)
+    target = HostTarget(
+        name=instance["InstanceId"], address="198.51.100.50", target="aws", instance_id=instance["InstanceId"]
+    )
+    with pytest.raises(
+        LabError, match=r"connection timed out \(\.\.\.\); your public IP is now 198\.51\.100\.99"
+    ):
+        ssh_task.ssh([target])
