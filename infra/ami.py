@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from infra.errors import CloudError
 
 from .errors import error_code
@@ -13,6 +15,7 @@ RELEASES = {
     "24.04": ("noble", ("hvm-ssd-gp3", "hvm-ssd")),
 }
 DEFAULT_RELEASE = "20.04"
+PAST_STANDARD_SUPPORT = frozenset({"20.04"})  # standard support ended in May 2025
 
 
 def validate_release(release: str) -> str:
@@ -76,10 +79,29 @@ def ami_from_ssm(ssm, ec2, release: str) -> dict | None:
     return None
 
 
+def is_deprecated(image: dict, now: datetime | None = None) -> bool:
+    """True once the image's DeprecationTime has passed (Canonical deprecates old serials)."""
+    stamp = image.get("DeprecationTime")
+    if not stamp:
+        return False
+    try:
+        when = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when <= (now or datetime.now(timezone.utc))
+
+
 def ami_from_images(ec2, release: str) -> dict | None:
-    """The newest available amd64 HVM image Canonical published under the release's name pattern."""
+    """The newest available amd64 HVM image Canonical published under the release's name pattern.
+
+    Deprecated images are hidden from DescribeImages unless asked for; they are included (an old release's
+    every serial may be deprecated) but a current one is preferred.
+    """
     images = ec2.describe_images(
         Owners=[CANONICAL_OWNER],
+        IncludeDeprecated=True,
         Filters=[
             {"Name": "name", "Values": image_name_patterns(release)},
             {"Name": "architecture", "Values": ["x86_64"]},
@@ -88,7 +110,23 @@ def ami_from_images(ec2, release: str) -> dict | None:
         ],
     )["Images"]
     canonical = [image for image in images if image.get("OwnerId") == CANONICAL_OWNER]
-    return max(canonical, key=lambda image: image.get("CreationDate", ""), default=None)
+    return max(
+        canonical, key=lambda image: (not is_deprecated(image), image.get("CreationDate", "")), default=None
+    )
+
+
+def support_note(image: dict, release: str) -> str | None:
+    """One line when the image found is a deprecated one (an old release past standard support); else None."""
+    if not is_deprecated(image):
+        return None
+    others = "|".join(r for r in RELEASES if r not in PAST_STANDARD_SUPPORT)
+    past = (
+        "is past standard support" if release in PAST_STANDARD_SUPPORT else "has only deprecated images here"
+    )
+    return (
+        f"Ubuntu {release} {past} (its images are deprecated): it still works for the lab; "
+        f"--release {others} uses a supported release"
+    )
 
 
 def find_ami(ec2, ssm, release: str = DEFAULT_RELEASE, ami_id: str | None = None) -> dict:
@@ -104,7 +142,7 @@ def find_ami(ec2, ssm, release: str = DEFAULT_RELEASE, ami_id: str | None = None
     image = (ami_from_ssm(ssm, ec2, release) if ssm is not None else None) or ami_from_images(ec2, release)
     if image is None:
         raise CloudError(
-            f"no Canonical Ubuntu {release} amd64 image found in this region: "
-            "try another --release or pass --ami"
+            f"no Canonical Ubuntu {release} amd64 image found in this region (deprecated ones included): "
+            "try --release 22.04 or 24.04, or pass --ami"
         )
     return image

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import NamedTuple
 
+from .errors import CloudError
 from .results import ABSENT, CREATED, DELETED, FOREIGN, OK, STARTED, Result
 from .tags import PROJECT_KEY, lab_filters, resource_name, tag_dict, tag_specifications
 
-DEFAULT_INSTANCE_TYPE = "t2.micro"
+DEFAULT_INSTANCE_TYPE = "t3.micro"  # free-plan eligible (t2.micro is not), Nitro: console Latest=True
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 NOT_TERMINATED = LIVE_STATES + ["shutting-down"]
 
@@ -22,6 +24,7 @@ class InstanceSpec(NamedTuple):
     group_id: str
     count: int = 1
     tags: tuple[tuple[str, str], ...] = ()  # extra tags, e.g. class mode's class and student
+    subnet_id: str = ""  # a default subnet that maps public IPs (infra.preflight); "" lets EC2 choose
 
 
 def _describe(ec2, filters: list[dict]) -> list[dict]:
@@ -76,7 +79,25 @@ def _start_stopped(ec2, instances: list[dict]) -> list[Result]:
     ]
 
 
-def _launch(ec2, spec: InstanceSpec, how_many: int) -> list[str]:
+FRESH_STATES = ("pending", "running")
+MAX_REPLAYS = 5
+
+
+def client_token(region: str, spec: InstanceSpec, first_index: int, how_many: int, generation: str) -> str:
+    """RunInstances' idempotency token for this launch: the same inputs give the same token (64 chars max).
+
+    A crash after RunInstances and an immediate re-run (before DescribeInstances lists the new instance)
+    send the same token, and EC2 answers with the first launch instead of making a second instance.
+    The inputs: region, lab, the index of the first new instance, everything the launch asks for (a
+    changed request gets a new token instead of IdempotentParameterMismatch) and `generation`.
+    """
+    parts = [region, spec.lab, str(first_index), str(how_many), spec.image_id, spec.instance_type]
+    parts += [spec.key_name, spec.group_id, spec.subnet_id, repr(sorted(spec.tags)), generation]
+    return "labctl-" + hashlib.sha256("\0".join(parts).encode()).hexdigest()[:48]
+
+
+def _run(ec2, spec: InstanceSpec, how_many: int, token: str) -> list[dict]:
+    placement = {"SubnetId": spec.subnet_id} if spec.subnet_id else {}
     response = ec2.run_instances(
         ImageId=spec.image_id,
         InstanceType=spec.instance_type,
@@ -84,11 +105,30 @@ def _launch(ec2, spec: InstanceSpec, how_many: int) -> list[str]:
         SecurityGroupIds=[spec.group_id],
         MinCount=how_many,
         MaxCount=how_many,
+        ClientToken=token,
         InstanceInitiatedShutdownBehavior="stop",  # a shutdown inside (auto-stop) stops, never terminates
         TagSpecifications=tag_specifications("instance", spec.lab, dict(spec.tags))
         + tag_specifications("volume", spec.lab, dict(spec.tags)),
+        **placement,
     )
-    return [instance["InstanceId"] for instance in response["Instances"]]
+    return response["Instances"]
+
+
+def _launch(ec2, spec: InstanceSpec, how_many: int, first_index: int = 0) -> list[str]:
+    """Launch `how_many` instances with a deterministic ClientToken.
+
+    The token's generation starts as the security group (a torn-down lab gets a new one). When EC2
+    answers with instances that are no longer pending or running, the token belonged to an earlier launch
+    whose instances have since gone: the next generation names them, deterministically again.
+    """
+    region = ec2.meta.region_name or ""
+    generation = spec.group_id
+    for _ in range(MAX_REPLAYS):
+        launched = _run(ec2, spec, how_many, client_token(region, spec, first_index, how_many, generation))
+        if all(state_of(i) in FRESH_STATES for i in launched):
+            return [instance["InstanceId"] for instance in launched]
+        generation += "/" + ",".join(sorted(i["InstanceId"] for i in launched))
+    raise CloudError(f"EC2 kept answering lab {spec.lab}'s launch with instances that are gone: re-run later")
 
 
 def plan_instances(ec2, spec: InstanceSpec) -> list[Result]:
@@ -113,7 +153,7 @@ def ensure_instances(ec2, spec: InstanceSpec) -> tuple[list[Result], list[dict]]
     existing = find_instances(ec2, spec.lab, LIVE_STATES)
     results = _start_stopped(ec2, existing)
     missing = spec.count - len(existing)
-    new_ids = _launch(ec2, spec, missing) if missing > 0 else []
+    new_ids = _launch(ec2, spec, missing, len(existing)) if missing > 0 else []
     results += [
         Result(CREATED, f"instance {iid}", f"{spec.instance_type} from {spec.image_id}") for iid in new_ids
     ]

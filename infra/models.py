@@ -1,4 +1,4 @@
-"""Smaller EC2 and SSM service models for labctl's clients, cut at run time from botocore's own.
+"""Smaller EC2, SSM and Service Quotas models for labctl's clients, cut at run time from botocore's own.
 
 Every new process parses botocore's whole EC2 model (about 830 operations, 4 MB of JSON) before its
 first call: 0.1-0.15 s here, paid by each `fab` process. labctl calls about twenty of them. The first
@@ -31,9 +31,12 @@ OPERATIONS = {
             "DeleteTags",
             "DescribeImages",
             "DescribeInstanceAttribute",
+            "DescribeInstanceTypeOfferings",
+            "DescribeInstanceTypes",
             "DescribeInstances",
             "DescribeKeyPairs",
             "DescribeSecurityGroups",
+            "DescribeSubnets",
             "DescribeVpcs",
             "GetConsoleOutput",
             "ImportKeyPair",
@@ -46,6 +49,7 @@ OPERATIONS = {
         }
     ),
     "ssm": frozenset({"GetParameter"}),
+    "service-quotas": frozenset({"GetServiceQuota"}),
 }
 MODEL_TYPE = "service-2"
 _FORMAT = "1"  # bump when the way a model is cut changes

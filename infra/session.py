@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infra import models
@@ -87,7 +88,10 @@ def _ignore_profile(session: botocore.session.Session) -> None:
 
 
 def has_credentials(session: botocore.session.Session | None = None) -> bool:
-    """True when botocore's default chain finds credentials (no network call)."""
+    """True when botocore's default chain finds credentials (the chain may ask the instance metadata service).
+
+    Only for a target already chosen as aws; guessing the target uses `has_local_credentials`.
+    """
     from botocore.exceptions import BotoCoreError
 
     try:
@@ -98,6 +102,85 @@ def has_credentials(session: botocore.session.Session | None = None) -> bool:
         return session.get_credentials() is not None
     except BotoCoreError:
         return False
+
+
+CREDENTIAL_ENV = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE")
+CREDENTIAL_KEYS = (
+    "aws_access_key_id",
+    "credential_process",
+    "role_arn",
+    "web_identity_token_file",
+    "sso_session",
+    "sso_start_url",
+    "login_session",
+)
+
+
+def _aws_file(variable: str, default: str) -> Path:
+    return Path(os.environ.get(variable) or default).expanduser()
+
+
+def _profile_sections(path: Path, profile: str, config_file: bool) -> list[dict[str, str]]:
+    """The `profile`'s settings in one INI file (config: `[profile x]`, credentials: `[x]`); [] if none."""
+    import configparser
+
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read(path, encoding="utf-8")
+    except (configparser.Error, OSError, UnicodeDecodeError):
+        return []
+    names = [profile] if not config_file or profile == "default" else []
+    names += [f"profile {profile}"] if config_file else []
+    return [dict(parser.items(name)) for name in names if parser.has_section(name)]
+
+
+def has_local_credentials() -> bool:
+    """True when credentials for labctl are configured on this machine, looking at local sources only.
+
+    Environment variables, the config and credentials files and the SSO token cache: never the instance
+    metadata service or a container endpoint (a 1 s stall on a laptop, and on a machine with an instance
+    role a silent switch to real AWS). An instance role is used with an explicit `--target aws`.
+    """
+    if any(os.environ.get(name) for name in CREDENTIAL_ENV):
+        return True
+    profile = "default"
+    settings: dict[str, str] = {}
+    for section in _profile_sections(
+        _aws_file("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"), profile, False
+    ):
+        settings.update(section)
+    for section in _profile_sections(_aws_file("AWS_CONFIG_FILE", "~/.aws/config"), profile, True):
+        settings.update(section)
+    if any(settings.get(key) for key in CREDENTIAL_KEYS):
+        return True
+    sso_cache = Path("~/.aws/sso/cache").expanduser()
+    return bool(settings.get("sso_account_id")) and any(sso_cache.glob("*.json"))
+
+
+ENDPOINT_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EC2")
+
+
+def refuse_ignored_endpoint(resolved: str | None) -> None:
+    """CloudError when AWS_ENDPOINT_URL(_EC2) names an emulator but the EC2 client would go to AWS.
+
+    botocore honours those variables from 1.31.0 on (and not with AWS_IGNORE_CONFIGURED_ENDPOINT_URLS):
+    an older or configured-away botocore would silently send the lab to real AWS.
+    """
+    from labcore.net import is_aws_endpoint
+
+    wanted = [(name, os.environ[name]) for name in ENDPOINT_ENV if os.environ.get(name)]
+    if not wanted or not is_aws_endpoint(resolved):
+        return
+    name, value = wanted[-1]
+    if is_aws_endpoint(value):
+        return  # it names AWS itself
+    import botocore
+
+    raise CloudError(
+        f"{name}={value} is set but botocore {botocore.__version__} sends EC2 calls to {resolved}: "
+        "refusing to reach real AWS by surprise; upgrade boto3/botocore (botocore>=1.31), unset "
+        f"AWS_IGNORE_CONFIGURED_ENDPOINT_URLS, or unset {name}"
+    )
 
 
 def client(session: botocore.session.Session, service: str, endpoint_url: str | None = None) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 PROJECT_KEY = "labctl:project"
 PROJECT_VALUE = "labctl"
 LAB_KEY = "labctl:lab"
@@ -40,3 +42,8 @@ def is_ours(resource: dict, lab: str) -> bool:
     """True when `resource` carries our project tag and this lab's tag."""
     tags = tag_dict(resource)
     return tags.get(PROJECT_KEY) == PROJECT_VALUE and tags.get(LAB_KEY) == lab
+
+
+def tagged(key: str, value: str) -> Callable[[dict], bool]:
+    """A test for resources carrying tag `key`=`value` (e.g. a class's instances)."""
+    return lambda resource: tag_dict(resource).get(key) == value

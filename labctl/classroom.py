@@ -26,12 +26,12 @@ from typing import Callable, TextIO
 
 from infra import ami as amis
 from infra import cidr as cidrs
-from infra import instances, keys, operator_ip
+from infra import instances, keys, operator_ip, preflight, quota
 from infra import security_group as groups
 from infra.autostop import validate_hours
 from infra.errors import aws_errors
 from infra.results import Result
-from infra.tags import CLASS_KEY, PROJECT_KEY, PROJECT_VALUE, STUDENT_KEY, resource_name
+from infra.tags import CLASS_KEY, PROJECT_KEY, PROJECT_VALUE, STUDENT_KEY, resource_name, tagged
 from lab import deploy
 from lab import verify as checks
 from lab.provision import ProvisionOptions as HostOptions
@@ -88,6 +88,7 @@ class ClassRun:
     cloud_only: bool
     host_options: HostOptions
     shared_group_id: str | None = None
+    subnet_id: str = ""  # issue 14: a default subnet that maps public IPs (infra.preflight)
     scope: CancelScope = field(default_factory=CancelScope)  # Ctrl-C (labctl.class_cancel)
     image: dict | None = None  # the described image of image_id (its root volume prices the dry run)
 
@@ -176,7 +177,7 @@ def cloud_part(run: ClassRun, student: Student) -> tuple[dict, Path | None, list
         results = [result]
         group_id = _student_group(run, lab, student, results)
         spec = instances.InstanceSpec(
-            lab, run.image_id, run.instance_type, key_name, group_id, 1, tuple(tags.items())
+            lab, run.image_id, run.instance_type, key_name, group_id, 1, tuple(tags.items()), run.subnet_id
         )
         created, described = instances.ensure_instances(run.cloud.ec2, spec)
     return described[0], key_file, results + created
@@ -346,6 +347,11 @@ def class_inputs(ref, options, host_options: HostOptions, cloud: targets.Cloud, 
     with aws_errors():
         image = amis.find_ami(cloud.ec2, cloud.ssm, options.release, options.ami)
         vpc_id = groups.default_vpc_id(cloud.ec2, ref.region)
+        launch = preflight.launch_checks(
+            cloud.ec2, ref.region, vpc_id, options.instance_type, image, options.release, True
+        )
+    for warning in launch.warnings:
+        print(f"warning: {warning}", file=out, flush=True)
     return ClassRun(
         ref,
         cloud,
@@ -357,6 +363,7 @@ def class_inputs(ref, options, host_options: HostOptions, cloud: targets.Cloud, 
         options.cloud_only,
         host_options.check(),
         image=image,
+        subnet_id=launch.subnet_id,
     )
 
 
@@ -365,6 +372,17 @@ def _prepare(ref, options, class_options: ClassOptions, host_options: HostOption
     cloud = targets.connect(ref.target, ref.region)
     assert cloud is not None  # start_sandbox=True always gives a cloud
     run = class_inputs(ref, options, host_options, cloud, out)
+    with aws_errors():  # issue 14: the class must fit the vCPU quota before anything is created
+        room = quota.check_vcpu_room(
+            cloud.ec2,
+            cloud.quotas(),
+            ref.region,
+            run.instance_type,
+            len(class_options.students),
+            tagged(CLASS_KEY, ref.lab),
+        )
+    if room:
+        print(f"warning: {room}", file=out, flush=True)
     _record_class(run, class_options)
     if class_options.shared_sg:
         run = replace(run, shared_group_id=_shared_group(run, class_options, out))

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from infra import ami as amis
 from infra import cidr as cidrs
-from infra import instances, keys, operator_ip, pinned_keys, regions
+from infra import instances, keys, operator_ip, pinned_keys, preflight, regions
 from infra import security_group as groups
 from infra.errors import aws_errors
 from infra.results import ABSENT, CREATED, Result
@@ -136,11 +136,18 @@ def _cloud_steps(ref: LabRef, cloud: targets.Cloud, options: ProvisionOptions, r
     image = amis.find_ami(cloud.ec2, cloud.ssm, options.release, options.ami)
     report.line(f"  image        {image['ImageId']} ({image.get('Name', 'unnamed')})")
     vpc_id = groups.default_vpc_id(cloud.ec2, ref.region)
+    recorded = lab_state.load_state()  # issue 14: check type, subnet and image before the first creation
+    first_run = not (recorded.get("lab") == ref.lab and recorded.get("instance_ids"))
+    launch = preflight.launch_checks(
+        cloud.ec2, ref.region, vpc_id, options.instance_type, image, options.release, first_run
+    )
+    for warning in launch.warnings:
+        report.warn(warning)
     key_name = _ensure_key(ref, cloud, options, report)
     group_id = _ensure_group(ref, cloud, vpc_id, source, options.dry_run, report)
     spec = instances.InstanceSpec(
         ref.lab, image["ImageId"], options.instance_type, key_name, group_id or "", options.count
-    )
+    )._replace(subnet_id=launch.subnet_id)
     if options.dry_run:
         report.add(instances.plan_instances(cloud.ec2, spec))
         if cloud.target == "aws":  # the sandbox costs nothing

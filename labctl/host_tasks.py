@@ -76,7 +76,9 @@ def run_on_one_host(
     except LabError as exc:
         if isinstance(exc, HostKeyMismatch) and not dry_run:  # a dry run leaves the state dir alone
             forget_pinned_keys(target)
-        report.fail_host(target.name, str(exc))
+        from labctl.targets import ssh_timeout_hint  # issue 14: a changed public IP after an SSH timeout
+
+        report.fail_host(target.name, str(exc) + ssh_timeout_hint(target, str(exc)))
         return
     try:
         with guard(conn) if guard else contextlib.nullcontext():

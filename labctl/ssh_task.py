@@ -40,13 +40,21 @@ def ssh(
 ) -> int:
     """Log in to one host; returns the exit status (of `command`, or of the interactive shell)."""
     host = choose_host(hosts, instance)
-    conn = open_connection(
-        host,
-        ssh_timeout=60,
-        trust_new_host=trust_new_host,
-        known_hosts_file=state_dir() / KNOWN_HOSTS_FILE,
-        config=config,
-    )
+    try:
+        conn = open_connection(
+            host,
+            ssh_timeout=60,
+            trust_new_host=trust_new_host,
+            known_hosts_file=state_dir() / KNOWN_HOSTS_FILE,
+            config=config,
+        )
+    except LabError as exc:  # issue 14: name a changed public IP after an SSH timeout
+        from labctl.targets import ssh_timeout_hint
+
+        hint = ssh_timeout_hint(host, str(exc))
+        if hint:
+            raise LabError(str(exc) + hint) from None
+        raise
     try:
         if command is None:
             return conn.shell().exited

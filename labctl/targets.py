@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra import console, instances, pinned_keys, session
+from infra import console, instances, pinned_keys, session, ssh_source
 from infra.errors import aws_errors
 from lab.target import HostTarget
 from labcore.net import check_connectable, is_aws_endpoint, is_sandbox_address
@@ -32,6 +32,11 @@ class Cloud:
     endpoint_url: str | None
     ec2: Any
     ssm: Any | None = None
+    aws_session: Any | None = None  # what ec2 was built from (not the sandbox's): builds the quotas client
+
+    def quotas(self) -> Any | None:
+        """A Service Quotas client built like `ec2` (None for the sandbox)."""
+        return session.client(self.aws_session, "service-quotas") if self.aws_session else None
 
     @property
     def real_aws(self) -> bool:
@@ -42,7 +47,7 @@ def choose_target(requested: str | None = None, recorded: str | None = None) -> 
     """--target, else $LAB_TARGET, else the recorded target, else aws with credentials / sandbox without."""
     target = requested or os.environ.get("LAB_TARGET") or recorded
     if not target:
-        target = "aws" if session.has_credentials() else "sandbox"
+        target = "aws" if session.has_local_credentials() else "sandbox"  # no network (no IMDS) for a guess
     if target not in TARGETS:
         raise LabError(f"unknown target {target!r}: use --target aws or --target sandbox")
     return target
@@ -98,9 +103,10 @@ def _connect_aws(region: str) -> Cloud:
     with aws_errors():
         ec2 = session.client(aws, "ec2")
     endpoint = ec2.meta.endpoint_url
+    session.refuse_ignored_endpoint(endpoint)  # issue 14: AWS_ENDPOINT_URL set, yet EC2 would go to AWS
     if is_aws_endpoint(endpoint):
-        return Cloud("aws", region, None, ec2, session.client(aws, "ssm"))
-    return Cloud("aws", region, endpoint, ec2)
+        return Cloud("aws", region, None, ec2, session.client(aws, "ssm"), aws)
+    return Cloud("aws", region, endpoint, ec2, None, aws)
 
 
 def _connect_sandbox(region: str, start: bool) -> Cloud | None:
@@ -242,3 +248,17 @@ def host_targets(
             f"key file {key_file} is missing: run `fab teardown` then `fab provision` to get a new key"
         )
     return [host_target(cloud, instance, key_file) for instance in running]
+
+
+def ssh_timeout_hint(target: HostTarget, message: str) -> str:
+    """After an SSH timeout to an AWS instance: whether the operator's public IP left its group's rule."""
+    if "connection timed out" not in message or target.target != "aws" or not target.instance_id:
+        return ""
+    region = lab_state.load_state().get("region")
+    try:
+        cloud = connect("aws", region, start_sandbox=False) if region else None
+    except LabError:
+        return ""  # the timeout line stands on its own
+    if cloud is None or not cloud.real_aws:
+        return ""  # the IP lookup is for real AWS only
+    return ssh_source.ssh_source_hint(cloud.ec2, target.instance_id, target.port)

@@ -36,7 +36,7 @@ _LAB_HELP = {
 }
 _PROVISION_HELP = {
     **_LAB_HELP,
-    "instance-type": "EC2 instance type (default t2.micro)",
+    "instance-type": "EC2 instance type (default t3.micro: free-plan eligible)",
     "release": "Ubuntu release: 20.04 (default), 22.04 or 24.04",
     "ami": "use this AMI id instead of searching Canonical's images",
     "public-key": "import this OpenSSH public key instead of creating an ed25519 key pair",

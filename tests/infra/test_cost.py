@@ -71,7 +71,7 @@ def test_root_volume_comes_from_the_image_or_is_assumed():
 
 def _options(**overrides) -> cloud_tasks.ProvisionOptions:
     return cloud_tasks.ProvisionOptions(
-        **{**dict(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True), **overrides}
+        **{**dict(target="aws", instance_type="t2.micro", ssh_cidr=TEST_CIDR, cloud_only=True), **overrides}
     )
 
 

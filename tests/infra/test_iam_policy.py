@@ -402,7 +402,7 @@ def flows(lab: str, public_key: Path) -> dict[str, Flow]:
         "ec2:DescribeSubnets": create,
         "ec2:DescribeInstanceTypes": create,
         "ec2:DescribeInstanceTypeOfferings": create,
-        "servicequotas:GetServiceQuota": create,
+        "servicequotas:GetServiceQuota": Flow(provision(lab, "--count", "2")),  # class mode reads the quota
         "ec2:DescribeKeyPairs": create,
         "ec2:CreateKeyPair": create,
         "ec2:ImportKeyPair": Flow(provision(lab, "--public-key", str(public_key))),

@@ -52,7 +52,7 @@ def test_provision_creates_key_group_and_one_tagged_instance(ec2):
     assert len(described) == 1
     instance = described[0]
     assert instance["State"]["Name"] == "running"
-    assert instance["InstanceType"] == "t2.micro"
+    assert instance["InstanceType"] == "t3.micro"  # the default (issue 14: free-plan eligible)
     tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
     assert tags == {"labctl:project": "labctl", "labctl:lab": LAB, "Name": resource_name(LAB)}
     assert any(instance["InstanceId"] in line and instance["PublicIpAddress"] in line for line in lines)
