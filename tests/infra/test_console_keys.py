@@ -288,3 +288,21 @@ def test_user_data_carries_no_private_host_key(aws):
     user_data = (attribute.get("UserData") or {}).get("Value") or ""
     text = base64.b64decode(user_data).decode(errors="replace")
     assert "PRIVATE KEY" not in text and "ssh_keys" not in text
+
+
+def test_the_class_plan_uses_the_keys_pinned_before_a_stop_and_writes_none(aws):
+    from labctl.class_plan import read_only_target
+
+    instance = provisioned(aws)
+    state_dir = lab_state.state_dir()
+    key_file = lab_state.load_state()["key_file"]
+    cloud, stub = stubbed_cloud()
+    answer(stub, instance["InstanceId"], _console(ECDSA))
+    with stub:  # nothing pinned yet: the console, and nothing remembered (a plan writes nothing)
+        assert read_only_target(cloud, instance, key_file, "s01").host_keys == (ECDSA,)
+    assert pinned_keys.pinned_ids(state_dir) == []
+    pinned_keys.remember_keys(state_dir, instance, (ED25519,))
+    restarted = dict(instance, LaunchTime=datetime.now(timezone.utc))
+    cloud, stub = stubbed_cloud()  # nothing queued: no console read
+    with stub:
+        assert read_only_target(cloud, restarted, key_file, "s01").host_keys == (ED25519,)
