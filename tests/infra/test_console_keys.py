@@ -306,3 +306,12 @@ def test_the_class_plan_uses_the_keys_pinned_before_a_stop_and_writes_none(aws):
     cloud, stub = stubbed_cloud()  # nothing queued: no console read
     with stub:
         assert read_only_target(cloud, restarted, key_file, "s01").host_keys == (ED25519,)
+
+
+def test_labctls_own_client_sends_latest_and_moto_answers(aws):
+    """labctl's clients run on a trimmed EC2 model: GetConsoleOutput keeps its `Latest` member."""
+    from infra import session
+
+    instance = provisioned(aws)
+    ec2 = session.client(session.aws_session(REGION), "ec2")
+    assert console.console_output(ec2, instance["InstanceId"], latest=True)
