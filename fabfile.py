@@ -3,8 +3,18 @@
 Run `fab --list` for the tasks and `fab --help provision` for a task's options.
 """
 
-from labctl.tasks import deploy_echo, freeze_startup, plan, provision, ssh, status, teardown, verify
+from labctl.tasks import (
+    deploy_echo,
+    forget_host_keys,
+    freeze_startup,
+    plan,
+    provision,
+    ssh,
+    status,
+    teardown,
+    verify,
+)
 
-__all__ = ["deploy_echo", "plan", "provision", "ssh", "status", "teardown", "verify"]
+__all__ = ["deploy_echo", "forget_host_keys", "plan", "provision", "ssh", "status", "teardown", "verify"]
 
 freeze_startup()

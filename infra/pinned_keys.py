@@ -1,10 +1,13 @@
-"""Host keys pinned from an instance's console, remembered per boot so a re-run skips GetConsoleOutput.
+"""Host keys pinned from an instance's console, remembered per instance id for as long as the instance lives.
 
-The console output stays the only source of trust: keys are remembered only after they were read from it,
-with the instance id, its launch time and its public address. A later run uses them only when all three
-still match (a stop/start gives a new launch time and usually a new address, a new instance a new id), and
-SSH still accepts exactly these keys and nothing else. The file is `pinned_host_keys.json` (0600) in the
-state directory; a damaged file counts as empty.
+The console output stays the only source of trust: keys are remembered only after they were read from it.
+cloud-init generates the host keys and prints them once per instance (its semaphores live on the root
+volume, with the keys), so a stop/start or a reboot keeps the keys but prints nothing new: the keys are
+therefore pinned to the instance id alone, never to a boot. A host that later presents another key is
+refused (`lab.connect.HostKeyMismatch`) and the pinned keys are kept; only `fab forget-host-keys` (after
+checking the console) or a teardown drops them. The last public address is kept too, as a guess for an
+early connection. The file is `pinned_host_keys.json` (0600) in the state directory; a damaged file counts
+as empty.
 """
 
 from __future__ import annotations
@@ -20,17 +23,10 @@ HostKeys = tuple[tuple[str, str], ...]
 _WRITING = threading.Lock()  # class mode pins several instances at once
 
 
-def boot_of(instance: dict) -> str:
-    """What identifies one boot of an instance: launch time and public address."""
-    return f"{instance.get('LaunchTime')}|{instance.get('PublicIpAddress')}"
-
-
 def remembered_keys(state_dir: Path, instance: dict) -> HostKeys:
-    """The keys pinned earlier for this boot of `instance`; () when none (read the console then)."""
+    """The keys pinned earlier for `instance` (any boot of it); () when none (read the console then)."""
     entry = _load(state_dir).get(instance["InstanceId"])
-    if not isinstance(entry, dict) or entry.get("boot") != boot_of(instance):
-        return ()
-    return _keys(entry)
+    return _keys(entry) if isinstance(entry, dict) else ()
 
 
 def last_seen(state_dir: Path, instance_id: str) -> tuple[str, HostKeys] | None:
@@ -57,23 +53,32 @@ def _keys(entry: dict) -> HostKeys:
 
 
 def remember_keys(state_dir: Path, instance: dict, keys: HostKeys) -> None:
-    """Remember `keys`, just read from the console of `instance`, for its current boot."""
+    """Remember `keys` (read from the console of `instance`, or pinned earlier) and its current address.
+
+    Writes only when something changed, so a re-run of a running instance leaves the file alone.
+    """
+    entry = {"address": instance.get("PublicIpAddress"), "keys": [list(key) for key in keys]}
     with _WRITING:
         entries = _load(state_dir)
-        entries[instance["InstanceId"]] = {
-            "boot": boot_of(instance),
-            "address": instance.get("PublicIpAddress"),
-            "keys": [list(key) for key in keys],
-        }
+        if entries.get(instance["InstanceId"]) == entry:
+            return
+        entries[instance["InstanceId"]] = entry
         _save(state_dir, entries)
 
 
-def forget_keys(state_dir: Path, instance_id: str) -> None:
-    """Drop what was remembered for `instance_id` (the next run reads its console again)."""
+def pinned_ids(state_dir: Path) -> list[str]:
+    """The instance ids that have pinned keys, sorted."""
+    return sorted(iid for iid, entry in _load(state_dir).items() if isinstance(entry, dict) and _keys(entry))
+
+
+def forget_keys(state_dir: Path, instance_id: str) -> bool:
+    """Drop what was remembered for `instance_id` (the next run reads its console again); False if nothing."""
     with _WRITING:
         entries = _load(state_dir)
-        if entries.pop(instance_id, None) is not None:
-            _save(state_dir, entries)
+        if entries.pop(instance_id, None) is None:
+            return False
+        _save(state_dir, entries)
+        return True
 
 
 def forget_all(state_dir: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import os
 import socket
 import time
@@ -70,14 +71,18 @@ def authenticate(conn: Connection, host: HostTarget) -> None:
     try:
         conn.open()
     except paramiko.BadHostKeyException as exc:
-        then = "re-run (its console's keys are read again)" if host.host_keys else "remove the stale entry"
+        if host.host_keys:
+            raise HostKeyMismatch(changed_key_message(where, host, exc.key)) from None
         raise HostKeyMismatch(
-            f"host key of {where} does not match the pinned/known key ({exc.key.get_name()}): this is not "
-            f"the machine we created (or it was rebuilt); check the instance, then {then}"
+            f"host key of {where} does not match the known key ({exc.key.get_name()} "
+            f"{fingerprint(exc.key)}): this is not the machine you connected to before (or it was rebuilt); "
+            "check the host, then remove the stale known_hosts entry"
         ) from None
     except paramiko.SSHException as exc:
-        if "not found in known_hosts" in str(exc) or "known_hosts" in str(exc):
-            raise (HostKeyMismatch if host.host_keys else HostError)(
+        if host.host_keys and "known_hosts" in str(exc):  # a key type other than the pinned ones
+            raise HostKeyMismatch(changed_key_message(where, host, None)) from None
+        if "known_hosts" in str(exc):
+            raise HostError(
                 f"host key of {where} is unknown: add it to ~/.ssh/known_hosts (ssh-keyscan, checked against "
                 f"the console) or pass --trust-new-host to trust it on first use"
             ) from None
@@ -90,6 +95,28 @@ def authenticate(conn: Connection, host: HostTarget) -> None:
         raise HostError(f"SSH to {where} failed: {exc}") from None
     except OSError as exc:
         raise HostError(f"SSH to {where} failed: {exc}; is the instance still running?") from None
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """`SHA256:...`, as `ssh-keygen -l` and cloud-init's fingerprint block show it."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def changed_key_message(where: str, host: HostTarget, presented: paramiko.PKey | None) -> str:
+    """One line for a host whose key is not the one pinned from its console: what happened, what to do.
+
+    The pinned keys are kept (cloud-init prints the keys once per instance, so the console cannot vouch for
+    a new key after a reboot): only the user, after checking, drops them with `fab forget-host-keys`.
+    """
+    instance = f" (instance {host.instance_id})" if host.instance_id else ""
+    now = f"; it now presents {presented.get_name()} {fingerprint(presented)}" if presented else ""
+    return (
+        f"host key of {where}{instance} does not match the key pinned when the instance was first seen{now}: "
+        "refused, as this may be a man-in-the-middle or a rebuilt root volume; check the SSH HOST KEY block "
+        "in the instance's system log (EC2 console: Monitor and troubleshoot > Get system log): if it shows "
+        "this new key, run `fab forget-host-keys` and re-run, otherwise `fab teardown` then `fab provision`"
+    )
 
 
 def host_key_entry(address: str, port: int) -> str:

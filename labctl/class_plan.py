@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
-from infra import console, instances, keys
+from infra import console, instances, keys, pinned_keys
 from infra import security_group as groups
 from infra.errors import aws_errors
 from infra.results import CREATED, Result
@@ -267,13 +267,17 @@ def _dry_host_job(run, redo: bool, auto_stop: bool, deadline):
 
 
 def read_only_target(cloud: targets.Cloud, instance: dict, key_file: str, name: str) -> HostTarget:
-    """A HostTarget whose host keys come straight from the console output (nothing is remembered)."""
+    """A HostTarget with the keys pinned earlier (kept across stops), else those on its console (nothing is
+    remembered: a plan writes nothing)."""
     address = instance.get("PublicIpAddress")
     if not address:
         raise LabError(f"instance {instance['InstanceId']} has no public IP address: check its subnet")
     check_connectable(address, cloud.endpoint_url)
-    with aws_errors():
-        host_keys = parse_host_keys(console.console_output(cloud.ec2, instance["InstanceId"]))
+    host_keys = pinned_keys.remembered_keys(lab_state.state_dir(), instance)
+    if not host_keys:
+        with aws_errors():
+            text = console.read_console(cloud.ec2, instance["InstanceId"], instance.get("InstanceType"))
+        host_keys = parse_host_keys(text)
     if not host_keys:
         raise LabError(
             f"instance {instance['InstanceId']} has printed no SSH host keys yet: re-run in a minute"

@@ -234,7 +234,7 @@ def provision(
         return described
     from labctl import host_tasks  # the host layer (Fabric, paramiko), only when the hosts are set up
 
-    hosts = targets.host_targets(cloud=cloud, running=running)  # just described: not described again
+    hosts = targets.host_targets(cloud=cloud, running=running, out=report.out)  # just described
     host_tasks.provision_hosts(hosts, host_options, dry_run=options.dry_run)
     after_provision.finish_provision(options, described, report, host_options)
     return described

@@ -17,7 +17,7 @@ from fabric import Config, Connection
 from invoke import Context
 
 from lab import connect_early, deploy
-from lab.connect import KNOWN_HOSTS_FILE, HostKeyMismatch, open_connection
+from lab.connect import KNOWN_HOSTS_FILE, open_connection
 from lab.provision import ProvisionOptions, provision
 from lab.remote import Host
 from lab.result import Report
@@ -73,9 +73,7 @@ def run_on_one_host(
                 known_hosts_file=state_dir() / KNOWN_HOSTS_FILE,
                 config=config,
             )
-    except LabError as exc:
-        if isinstance(exc, HostKeyMismatch) and not dry_run:  # a dry run leaves the state dir alone
-            forget_pinned_keys(target)
+    except LabError as exc:  # a changed host key keeps its pinned keys: see `infra.pinned_keys`
         from labctl.targets import ssh_timeout_hint  # issue 14: a changed public IP after an SSH timeout
 
         report.fail_host(target.name, str(exc) + ssh_timeout_hint(target, str(exc)))
@@ -89,14 +87,6 @@ def run_on_one_host(
         report.fail_host(target.name, connection_lost(target, exc))
     finally:
         conn.close()
-
-
-def forget_pinned_keys(target: HostTarget) -> None:
-    """After a host key mismatch, the next run reads the instance's console again (`infra.pinned_keys`)."""
-    if target.instance_id:
-        from infra import pinned_keys
-
-        pinned_keys.forget_keys(state_dir(), target.instance_id)
 
 
 def connection_lost(target: HostTarget, exc: BaseException) -> str:
@@ -257,7 +247,7 @@ def task_hosts(c: Context, *, connect_early_too: bool = True) -> tuple[list[Host
 
     if connect_early_too:
         connect_early.start(targets.remembered_host_targets(), config=c.config)
-    return targets.host_targets(), c.config
+    return targets.host_targets(out=sys.stderr), c.config  # stderr: a --json task's stdout stays JSON
 
 
 def names(hosts: list[HostTarget]) -> str:

@@ -6,10 +6,9 @@ Also builds the host layer's `HostTarget`s from the described instances.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from infra import console, instances, pinned_keys, session, ssh_source
 from infra.errors import aws_errors
@@ -123,39 +122,40 @@ def _sandbox_cloud(region: str, endpoint: str) -> Cloud:
     return Cloud("sandbox", region, endpoint, session.client(aws, "ec2", endpoint))
 
 
-HOST_KEY_TIMEOUT = 600.0
-
-
-def _pinned_host_keys(cloud: Cloud, instance_id: str) -> tuple[tuple[str, str], ...]:
-    """The host keys cloud-init printed on the console, polled until they appear (EC2 lags minutes).
-
-    Never falls back to trusting whatever key the host presents.
-    """
-    timeout = HOST_KEY_TIMEOUT
-    deadline = time.monotonic() + timeout
-    delay = 0.2
-    while True:
-        with aws_errors():
-            keys = parse_host_keys(console.console_output(cloud.ec2, instance_id))
-        if keys:
-            return keys
-        if time.monotonic() + delay > deadline:
-            raise LabError(
-                f"instance {instance_id} has printed no SSH host keys on its console after {timeout:.0f} s, "
-                "so its host key cannot be pinned; wait a minute and re-run (or check the instance boots)"
-            )
-        time.sleep(delay)
-        delay = min(delay * 2, 10.0)
-
-
-def host_keys_of(cloud: Cloud, instance: dict) -> tuple[tuple[str, str], ...]:
-    """The instance's pinned host keys: remembered for this boot (`infra.pinned_keys`), else its console."""
+def host_keys_of(cloud: Cloud, instance: dict, out: TextIO | None = None) -> tuple[tuple[str, str], ...]:
+    """The instance's pinned host keys: remembered for its id (`infra.pinned_keys`), else read from its
+    console (`infra.console.wait_for_host_keys`, progress on `out`). Kept across stops and starts: cloud-init
+    prints the keys once per instance, so a later boot's console has none."""
     remembered = pinned_keys.remembered_keys(lab_state.state_dir(), instance)
-    if remembered:
-        return remembered
-    keys = _pinned_host_keys(cloud, instance["InstanceId"])
-    pinned_keys.remember_keys(lab_state.state_dir(), instance, keys)
+    keys = remembered or console.wait_for_host_keys(cloud.ec2, instance, parse_host_keys, out=out)
+    pinned_keys.remember_keys(lab_state.state_dir(), instance, keys)  # also its current address
     return keys
+
+
+def forget_host_keys(instance_id: str | None = None) -> str:
+    """`fab forget-host-keys`: drop the pinned keys of `instance_id` (default: the only pinned one).
+
+    For after a HostKeyMismatch once the user checked the console shows the new key (a replaced root volume):
+    the next task reads the keys from the console again.
+    """
+    pinned = pinned_keys.pinned_ids(lab_state.state_dir())
+    if instance_id is None:
+        if len(pinned) != 1:
+            raise LabError(
+                "no pinned host keys to forget"
+                if not pinned
+                else f"host keys are pinned for {len(pinned)} instances: pick one with --instance "
+                f"({', '.join(pinned)})"
+            )
+        (instance_id,) = pinned
+    if not pinned_keys.forget_keys(lab_state.state_dir(), instance_id):
+        raise LabError(
+            f"no pinned host keys for {instance_id}: nothing to forget ({', '.join(pinned) or 'none'})"
+        )
+    return (
+        f"forgot the pinned host keys of {instance_id}: the next task pins the keys its console shows "
+        "(cloud-init prints them on an instance's first boot only, or after its root volume was replaced)"
+    )
 
 
 def remembered_host_targets(state: dict | None = None) -> list[HostTarget]:
@@ -199,7 +199,7 @@ def _may_connect(address: str, state: dict) -> bool:
     return True
 
 
-def host_target(cloud: Cloud, instance: dict, key_file: str | None) -> HostTarget:
+def host_target(cloud: Cloud, instance: dict, key_file: str | None, out: TextIO | None = None) -> HostTarget:
     """The HostTarget of one running instance; its address must pass the emulator safety check."""
     address = instance.get("PublicIpAddress")
     if not address:
@@ -211,19 +211,23 @@ def host_target(cloud: Cloud, instance: dict, key_file: str | None) -> HostTarge
         name=instance["InstanceId"],
         address=address,
         key_file=key_file,
-        host_keys=host_keys_of(cloud, instance),
+        host_keys=host_keys_of(cloud, instance, out),
         target=cloud.target,
         instance_id=instance["InstanceId"],
     )
 
 
 def host_targets(
-    state: dict | None = None, cloud: Cloud | None = None, running: list[dict] | None = None
+    state: dict | None = None,
+    cloud: Cloud | None = None,
+    running: list[dict] | None = None,
+    out: TextIO | None = None,
 ) -> list[HostTarget]:
     """HostTargets for the recorded lab's running instances, found by tags.
 
     `running`: the lab's running instances as just described by the caller (provision hands over what it
-    found), so they are not described again.
+    found), so they are not described again. `out`: where a wait for the host keys shows its progress
+    (None: nowhere, e.g. class mode's own progress table).
     """
     state = lab_state.load_state() if state is None else state
     if not state.get("lab"):
@@ -247,7 +251,7 @@ def host_targets(
         raise LabError(
             f"key file {key_file} is missing: run `fab teardown` then `fab provision` to get a new key"
         )
-    return [host_target(cloud, instance, key_file) for instance in running]
+    return [host_target(cloud, instance, key_file, out) for instance in running]
 
 
 def ssh_timeout_hint(target: HostTarget, message: str) -> str:

@@ -299,3 +299,12 @@ def ssh(c, command=None, instance=None, trust_new_host=False):
     hosts, config = host_tasks.task_hosts(c, connect_early_too=False)  # ssh_task opens its own
     status = ssh_task.ssh(hosts, command, instance, config=config, trust_new_host=trust_new_host)
     raise SystemExit(status)
+
+
+@task(help={"instance": "the instance whose keys to forget (needed when several have pinned keys)"})
+@reports_lab_errors
+def forget_host_keys(c, instance=None):
+    """Forget an instance's pinned SSH host keys, after checking its console shows the new key."""
+    from labctl import targets
+
+    print(targets.forget_host_keys(instance))

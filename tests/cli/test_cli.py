@@ -13,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 FAB = Path(sys.executable).with_name("fab")
 LABCTL = Path(sys.executable).with_name("labctl")
-TASKS = ["deploy-echo", "plan", "provision", "ssh", "status", "teardown", "verify"]
+TASKS = ["deploy-echo", "forget-host-keys", "plan", "provision", "ssh", "status", "teardown", "verify"]
 
 
 def run(command: list[str], cwd: Path, tmp_path: Path) -> subprocess.CompletedProcess:

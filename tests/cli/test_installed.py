@@ -119,7 +119,16 @@ def test_installed_labctl_lists_its_tasks_from_outside_the_checkout(installed):
     listed = [
         line.split()[0] for line in done.stdout.splitlines() if line.startswith("  ") and line[2] != " "
     ]
-    assert listed == ["deploy-echo", "plan", "provision", "ssh", "status", "teardown", "verify"]
+    assert listed == [
+        "deploy-echo",
+        "forget-host-keys",
+        "plan",
+        "provision",
+        "ssh",
+        "status",
+        "teardown",
+        "verify",
+    ]
     version = installed.run("labctl", "--version")
     assert version.stdout.startswith("labctl 0.1.0"), version.stdout + version.stderr
 

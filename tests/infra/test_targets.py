@@ -72,7 +72,9 @@ def test_last_block_wins_after_a_reboot():
 
 
 def _provision() -> dict:
-    options = cloud_tasks.ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True)
+    options = cloud_tasks.ProvisionOptions(
+        target="aws", instance_type="t2.micro", ssh_cidr=TEST_CIDR, cloud_only=True
+    )  # a Xen type: the buffered console, never Latest
     (instance,) = cloud_tasks.provision(options, Report(io.StringIO()))
     return instance
 
@@ -92,7 +94,7 @@ def test_host_keys_are_polled_until_the_console_shows_them(aws, monkeypatch):
     _provision()
     outputs = iter(["", "booting...", _console(ED25519)])
     monkeypatch.setattr(console, "console_output", lambda ec2, instance_id, latest=False: next(outputs))
-    monkeypatch.setattr(targets.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(console.time, "sleep", lambda seconds: None)
     (host,) = targets.host_targets()
     assert host.host_keys == (ED25519,)
 
@@ -100,7 +102,7 @@ def test_host_keys_are_polled_until_the_console_shows_them(aws, monkeypatch):
 def test_no_host_keys_on_the_console_is_an_error_not_blind_trust(aws, monkeypatch):
     instance = _provision()
     monkeypatch.setattr(console, "console_output", lambda ec2, instance_id, latest=False: "booting...")
-    monkeypatch.setattr(targets, "HOST_KEY_TIMEOUT", 0.0)
+    monkeypatch.setattr(console, "XEN_TIMEOUT", 0.0)  # t2.micro
     with pytest.raises(LabError, match=f"instance {instance['InstanceId']} has printed no SSH host keys"):
         targets.host_targets()
 

@@ -121,6 +121,37 @@ def test_other_pinned_key_is_rejected(sshd, tmp_path):
 
 
 @pytest.mark.root
+def test_a_changed_host_key_is_refused_with_one_clear_line(sshd, tmp_path):
+    """Issue 14: the key pinned from the console when the instance was first seen differs from the host's."""
+    from dataclasses import replace
+
+    pinned = keygen(tmp_path / "first-seen")
+    target = replace(target_for(sshd, [pinned]), instance_id="i-0123456789abcdef0", target="aws")
+    presented = connect.decode_host_key(sshd.host_key_type, sshd.host_key_b64)
+    with pytest.raises(connect.HostKeyMismatch) as caught:
+        connect.open_connection(target, ssh_timeout=10)
+    message = str(caught.value)
+    assert "\n" not in message
+    now = f"{sshd.host_key_type} {connect.fingerprint(presented)}"
+    assert message.startswith(
+        f"host key of root@127.0.0.1:{sshd.port} (instance i-0123456789abcdef0) does not match the key "
+        f"pinned when the instance was first seen; it now presents {now}: refused"
+    )
+    assert "man-in-the-middle or a rebuilt root volume" in message
+    assert "`fab forget-host-keys`" in message and "`fab teardown` then `fab provision`" in message
+
+
+def test_fingerprint_is_the_one_ssh_keygen_shows(tmp_path):
+    import subprocess
+
+    key_type, blob = keygen(tmp_path / "k")
+    shown = subprocess.run(
+        ["ssh-keygen", "-l", "-E", "sha256", "-f", f"{tmp_path / 'k'}.pub"], capture_output=True, text=True
+    )
+    assert connect.fingerprint(connect.decode_host_key(key_type, blob)) == shown.stdout.split()[1]
+
+
+@pytest.mark.root
 def test_unknown_byo_host_is_refused_without_the_flag(sshd, tmp_path, monkeypatch):
     monkeypatch.setenv("LAB_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))

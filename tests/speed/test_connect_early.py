@@ -84,7 +84,9 @@ def test_a_failed_early_attempt_is_silent_and_the_task_reports_as_usual(host, tm
     assert connect_early.take(wrong, None) is None
     report = run_true([wrong])
     assert "does not match" in report.errors[host.name]
-    assert pinned_keys.remembered_keys(state_dir, instance) == ()  # the next run reads the console again
+    # Issue 14: the pinned keys are kept (a re-read console shows no keys after a reboot); the user forgets
+    # them with `fab forget-host-keys` after checking.
+    assert pinned_keys.remembered_keys(state_dir, instance) == wrong.host_keys
 
 
 def test_no_early_connection_without_pinned_keys(host):

@@ -111,7 +111,9 @@ def test_a_missing_key_file_stops_the_host_step(recorded):
         targets.host_targets()
 
 
-def test_keys_remembered_for_one_boot_only(tmp_path):
+def test_keys_remembered_per_instance_across_its_boots(tmp_path):
+    """Issue 14: cloud-init prints the keys once per instance, so a stop/start (new launch time, new address)
+    keeps them; only another instance id does not."""
     instance = {
         "InstanceId": "i-1",
         "LaunchTime": "2026-11-26 10:00:00+00:00",
@@ -122,8 +124,8 @@ def test_keys_remembered_for_one_boot_only(tmp_path):
     assert (tmp_path / pinned_keys.PINNED_KEYS_FILE).stat().st_mode & 0o777 == 0o600
     restarted = dict(instance, LaunchTime="2026-11-26 11:00:00+00:00")
     moved = dict(instance, PublicIpAddress="198.51.100.10")
-    assert pinned_keys.remembered_keys(tmp_path, restarted) == ()
-    assert pinned_keys.remembered_keys(tmp_path, moved) == ()
+    assert pinned_keys.remembered_keys(tmp_path, restarted) == (HOST_KEY,)
+    assert pinned_keys.remembered_keys(tmp_path, moved) == (HOST_KEY,)
     assert pinned_keys.remembered_keys(tmp_path, dict(instance, InstanceId="i-2")) == ()
     pinned_keys.forget_keys(tmp_path, "i-1")
     assert pinned_keys.remembered_keys(tmp_path, instance) == ()
