@@ -11,10 +11,12 @@ import json as jsonlib
 from dataclasses import fields
 from typing import TYPE_CHECKING
 
-from fabric import Connection, task
+from fabric import Connection
 
+from labctl import statelock, taskargs
 from labctl.errors import LabError
 from labctl.output import reports_lab_errors
+from labctl.taskargs import task
 
 if TYPE_CHECKING:  # each task imports what it uses: `fab --list` and a host task stay light
     from labctl import cloud_tasks
@@ -23,6 +25,7 @@ if TYPE_CHECKING:  # each task imports what it uses: `fab --list` and a host tas
 # collector need not walk it again and again, nor walk everything at exit (~0.1 s CPU per process).
 gc.freeze()
 atexit.register(gc.freeze)
+taskargs.install()  # "did you mean" for a mistyped task; one line for `-- COMMAND` without -H
 
 _LAB_HELP = {
     "target": "aws or sandbox (default: $LAB_TARGET, the recorded target, aws if credentials, else sandbox)",
@@ -61,7 +64,7 @@ def _options(task_arguments: dict) -> cloud_tasks.ProvisionOptions:
     return cloud_tasks.ProvisionOptions(**given)
 
 
-@task(help={**_PROVISION_HELP, **_CLASS_HELP})
+@task(help={**_PROVISION_HELP, **_CLASS_HELP}, iterable=["ssh_cidr"])
 @reports_lab_errors
 def provision(
     c,
@@ -89,6 +92,10 @@ def provision(
     from lab.provision import ProvisionOptions as HostOptions
     from labctl import cloud_tasks, host_tasks
 
+    ssh_cidr = taskargs.one_value("ssh-cidr", ssh_cidr)
+    taskargs.class_mode_only(students, count, parallel=parallel, shared_sg=shared_sg, all_=all_)
+    if not dry_run:
+        statelock.hold()  # one changing run per state dir; a second one waits (labctl.statelock)
     host_options = HostOptions(**({"mirror": mirror} if mirror else {}), trust_new_host=trust_new_host)
     if auto_stop is not None:
         from infra.autostop import validate_hours
@@ -111,7 +118,7 @@ def provision(
 _CLOUD_ONLY = ("cloud-only", "dry-run", "mirror", "trust-new-host", "auto-stop")
 
 
-@task(help={k: v for k, v in _PROVISION_HELP.items() if k not in _CLOUD_ONLY})
+@task(help={k: v for k, v in _PROVISION_HELP.items() if k not in _CLOUD_ONLY}, iterable=["ssh_cidr"])
 @reports_lab_errors
 def plan(
     c,
@@ -128,6 +135,7 @@ def plan(
     """Show what provision would create, change or start, without changing anything."""
     from labctl import cloud_tasks
 
+    ssh_cidr = taskargs.one_value("ssh-cidr", ssh_cidr)
     cloud_tasks.plan(_options(locals()))
 
 
@@ -160,6 +168,7 @@ def status(c, target=None, region=None, name=None, json=False, warn_hours=None):
 @reports_lab_errors
 def teardown(c, target=None, region=None, name=None, keep_key=False, all_labs=False):
     """Terminate the lab's instances and delete its security group and key pair."""
+    statelock.hold()
     if all_labs:
         from labctl.all_labs import teardown_all_labs
 
@@ -192,6 +201,8 @@ def deploy_echo(c, server="c", concurrent=False, dry_run=False, json=False, trus
     from lab.provision import ProvisionOptions
     from labctl import host_tasks
 
+    if not dry_run:
+        statelock.hold()
     hosts, config = host_tasks.task_hosts(c)
     host_tasks.deploy_echo(
         hosts,
