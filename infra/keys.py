@@ -299,6 +299,9 @@ def _ensure_own_key(
     if pair is not None:
         return _existing_key_result(pair, lab, key_file, imported=False)
     if key_file.exists():
+        _wait_for_creator(key_file)
+        if describe_key_pair(ec2, key_name) is not None:
+            return None  # another run made the pair and its file after our look: look again
         raise CloudError(
             f"key file {key_file} exists but EC2 has no key pair {key_name}: move the file away and re-run"
         )
