@@ -94,8 +94,7 @@ def provision(
 
     ssh_cidr = taskargs.one_value("ssh-cidr", ssh_cidr)
     taskargs.class_mode_only(students, count, parallel=parallel, shared_sg=shared_sg, all_=all_)
-    if not dry_run:
-        statelock.hold()  # one changing run per state dir; a second one waits (labctl.statelock)
+    statelock.hold(dry_run=dry_run)  # one changing run per state dir; a second one waits (labctl.statelock)
     host_options = HostOptions(**({"mirror": mirror} if mirror else {}), trust_new_host=trust_new_host)
     if auto_stop is not None:
         from infra.autostop import validate_hours
@@ -201,8 +200,7 @@ def deploy_echo(c, server="c", concurrent=False, dry_run=False, json=False, trus
     from lab.provision import ProvisionOptions
     from labctl import host_tasks
 
-    if not dry_run:
-        statelock.hold()
+    statelock.hold(dry_run=dry_run)
     hosts, config = host_tasks.task_hosts(c)
     host_tasks.deploy_echo(
         hosts,

@@ -40,9 +40,14 @@ def wait_seconds() -> float:
         raise LabError(f"LAB_LOCK_WAIT={value!r} is not a number of seconds") from None
 
 
-def hold(directory: Path | None = None, say: Callable[[str], None] | None = None) -> None:
-    """Take the state directory's lock for the rest of this process (waiting for another run if needed)."""
-    if fcntl is None:
+def hold(
+    directory: Path | None = None, say: Callable[[str], None] | None = None, dry_run: bool = False
+) -> None:
+    """Take the state directory's lock for the rest of this process (waiting for another run if needed).
+
+    A dry run changes nothing and takes no lock (so it never waits either).
+    """
+    if fcntl is None or dry_run:
         return
     if directory is None:
         from labctl.state import state_dir
