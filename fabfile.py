@@ -3,6 +3,7 @@
 Run `fab --list` for the tasks and `fab --help provision` for a task's options.
 """
 
+from labctl import taskargs
 from labctl.tasks import (
     deploy_echo,
     forget_host_keys,
@@ -18,3 +19,4 @@ from labctl.tasks import (
 __all__ = ["deploy_echo", "forget_host_keys", "plan", "provision", "ssh", "status", "teardown", "verify"]
 
 freeze_startup()
+taskargs.install()  # "did you mean" for a mistyped task; one line for `-- COMMAND` without -H

@@ -68,11 +68,25 @@ def check_key_file(path: str | os.PathLike) -> None:
     if is_windows():
         restrict_windows(str(path))
         return
-    mode = stat.S_IMODE(os.stat(path).st_mode)
-    if mode & 0o077:
-        raise CloudError(
-            f"key file {path} has mode {mode:04o}, too open: run `chmod 600 {_sh(str(path))}` and re-run"
-        )
+    problem = too_open(path)
+    if problem:
+        raise CloudError(f"{problem} and re-run")
+
+
+def too_open(path: str | os.PathLike) -> str | None:
+    """`key file P has mode 0644, too open: run `chmod 600 P`` when others may read it (POSIX), else None.
+
+    Never changes anything (for read-only tasks); None on Windows and for a missing file.
+    """
+    if is_windows():
+        return None
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return None
+    if not mode & 0o077:
+        return None
+    return f"key file {path} has mode {mode:04o}, too open: run `chmod 600 {_sh(str(path))}`"
 
 
 def _sh(path: str) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 
 from infra.errors import CloudError
@@ -12,7 +14,13 @@ from .errors import error_code
 from .results import ABSENT, CREATED, DELETED, FOREIGN, KEPT, OK, Result
 from .tags import is_ours, tag_specifications
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; a concurrent creator's file looks abandoned there
+    fcntl = None
+
 DEFAULT_KEY_TYPE = "ed25519"
+CREATOR_WAIT = 120.0  # seconds to wait for another run that is creating the same key right now
 
 
 def key_file_path(key_dir: Path, key_name: str) -> Path:
@@ -50,24 +58,106 @@ def write_private_key(path: Path, material: str) -> None:
     keyfile_perms.restrict_key_file(path)
 
 
-def reserve_key_file(path: Path) -> None:
+def reserve_key_file(path: Path) -> int:
     """Create the private key file empty (0600) before EC2 makes the key; refuse an existing file.
 
-    An empty file found later means a run stopped between creating the key pair and saving its key.
+    Returns the file's descriptor, holding an exclusive `flock` on it: while this process creates the key,
+    another run sees the empty file as taken, not as abandoned. The file appears under its name already
+    locked (made under a temporary name, then hard-linked, which fails like O_EXCL if the name exists).
+    An empty file nobody holds means a run stopped between creating the key pair and saving its key.
     """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.new")
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)  # never through the umask
     try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        raise CloudError(
+        os.fchmod(fd, 0o600)
+        _lock(fd, blocking=True)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise KeyFileTaken(path) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+    try:
+        keyfile_perms.restrict_key_file(path)
+    except BaseException:
+        _release_reservation(fd, path)
+        raise
+    return fd
+
+
+class KeyFileTaken(CloudError):
+    """The key file appeared between looking and reserving it (another run is creating the key)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
             f"key file {path} already exists but EC2 has no such key pair: move the file away and re-run"
-        ) from None
-    keyfile_perms.restrict_key_file(path)
+        )
+        self.path = path
 
 
-def fill_key_file(path: Path, material: str) -> None:
-    """Write the private key into the file `reserve_key_file` made."""
-    with open(path, "w") as f:
-        f.write(material if material.endswith("\n") else material + "\n")
+def fill_key_file(fd: int, path: Path, material: str) -> None:
+    """Write the private key through the descriptor `reserve_key_file` returned (mode stays 0600)."""
+    data = (material if material.endswith("\n") else material + "\n").encode()
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.fsync(fd)
+    if not _same_file(fd, path):
+        raise CloudError(
+            f"key file {path} was removed while labctl saved the new private key into it: "
+            "run `fab teardown`, then re-run"
+        )
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except OSError:
+        return False
+
+
+def _lock(fd: int, blocking: bool) -> bool:
+    """An exclusive flock on `fd` (True), or False when another open file holds one and not `blocking`."""
+    if fcntl is None:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _release_reservation(fd: int, path: Path) -> None:
+    """Remove the empty file this process reserved (and still holds), then let go of it."""
+    try:
+        if _same_file(fd, path) and os.fstat(fd).st_size == 0:
+            path.unlink()
+    finally:
+        os.close(fd)
+
+
+def _wait_for_creator(key_file: Path, timeout: float = CREATOR_WAIT) -> None:
+    """If another process holds `key_file` (it is creating the key right now), wait until it lets go."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fd = os.open(key_file, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            if _lock(fd, blocking=False):
+                return
+        finally:
+            os.close(fd)
+        if time.monotonic() >= deadline:
+            raise CloudError(
+                f"another run has been creating the key in {key_file} for over {timeout:.0f} s: "
+                "let it finish, then re-run"
+            )
+        time.sleep(0.1)
 
 
 def _never_saved(key_file: Path | None) -> bool:
@@ -75,26 +165,62 @@ def _never_saved(key_file: Path | None) -> bool:
     return key_file is not None and key_file.exists() and key_file.stat().st_size == 0
 
 
-def _discard_unsaved_key(ec2, pair: dict | None, key_file: Path) -> None:
-    """Nobody holds the private key of a pair whose file stayed empty: delete the pair and the file."""
-    if pair is not None:
-        ec2.delete_key_pair(KeyName=pair["KeyName"])
-    key_file.unlink()
+def _discard_unsaved_key(ec2, pair: dict | None, key_file: Path) -> bool:
+    """Nobody holds the private key of a pair whose file stayed empty: delete the pair and the file.
+
+    Only when no live process holds the file (its creator is gone) and it is still empty; False (nothing
+    deleted) when another run took it meanwhile.
+    """
+    try:
+        fd = os.open(key_file, os.O_RDONLY)
+    except FileNotFoundError:
+        return True
+    try:
+        if not _lock(fd, blocking=False) or os.fstat(fd).st_size != 0 or not _same_file(fd, key_file):
+            return False
+        if pair is not None:
+            ec2.delete_key_pair(KeyName=pair["KeyName"])
+        key_file.unlink()
+        return True
+    finally:
+        os.close(fd)
 
 
 def _create_key_pair(ec2, lab: str, key_name: str, key_file: Path, tags: dict[str, str] | None) -> None:
-    """Create the key pair in EC2 and save its private key; the file is reserved first (see above)."""
-    reserve_key_file(key_file)
+    """Create the key pair in EC2 and save its private key; the file is reserved first (see above).
+
+    If EC2 already has the pair (another state dir or machine made it between our look and our call), our
+    empty reservation is removed and the error says so: that pair's private key is not here.
+    """
+    from botocore.exceptions import ClientError
+
+    fd = reserve_key_file(key_file)
     try:
-        created = ec2.create_key_pair(
-            KeyName=key_name,
-            KeyType=DEFAULT_KEY_TYPE,
-            TagSpecifications=tag_specifications("key-pair", lab, tags),
-        )
-    except Exception:
-        key_file.unlink()  # EC2 refused: no key pair, so no reservation either
-        raise
-    fill_key_file(key_file, created["KeyMaterial"])
+        try:
+            created = ec2.create_key_pair(
+                KeyName=key_name,
+                KeyType=DEFAULT_KEY_TYPE,
+                TagSpecifications=tag_specifications("key-pair", lab, tags),
+            )
+        except ClientError as exc:
+            _release_reservation(fd, key_file)  # EC2 refused: no key pair of ours, so no reservation either
+            fd = -1
+            if error_code(exc) == "InvalidKeyPair.Duplicate":
+                raise CloudError(
+                    f"key pair {key_name} was just created by another labctl run that does not use this "
+                    f"state dir: its private key is not in {key_file}; use that run's state dir "
+                    "(LAB_STATE_DIR), or delete the key pair there with `fab teardown`, then re-run"
+                ) from None
+            raise
+        except Exception:
+            _release_reservation(fd, key_file)  # as the original: a failed call leaves no reservation
+            fd = -1
+            raise
+        # Ctrl-C during the call: the pair may exist; the empty file stays for the next run to discard
+        fill_key_file(fd, key_file, created["KeyMaterial"])
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def read_public_key(public_key: Path) -> bytes:
@@ -149,37 +275,62 @@ def ensure_key_pair(
     tags: dict[str, str] | None = None,
 ) -> tuple[Result, Path | None]:
     """Make sure our key pair exists; returns the result and the private key file (None if unknown)."""
-    key_file = private_key_for(public_key) if public_key else key_file_path(key_dir, key_name)
-    material = read_public_key(public_key) if public_key else None
+    if public_key is not None:
+        return _ensure_imported(ec2, lab, key_name, public_key, dry_run, tags)
+    key_file = key_file_path(key_dir, key_name)
+    for _ in range(5):  # another run may change the key file between a look and an action: look again
+        result = _ensure_own_key(ec2, lab, key_name, key_file, dry_run, tags)
+        if result is not None:
+            return result, key_file
+    raise CloudError(f"key file {key_file} keeps changing under another run: let it finish, then re-run")
+
+
+def _ensure_own_key(
+    ec2, lab: str, key_name: str, key_file: Path, dry_run: bool, tags: dict[str, str] | None
+) -> Result | None:
+    """One look at EC2 and the key file, then one step; None when the file changed meanwhile."""
+    _wait_for_creator(key_file)  # a run creating this very key right now finishes first
     pair = describe_key_pair(ec2, key_name)
-    if public_key is None and _never_saved(key_file) and (pair is None or is_ours(pair, lab)):
+    if _never_saved(key_file) and (pair is None or is_ours(pair, lab)):
         if dry_run:
-            return Result(
-                CREATED, f"key pair {key_name}", "would create (the last was never saved)", True
-            ), key_file
+            return Result(CREATED, f"key pair {key_name}", "would create (the last was never saved)", True)
         _discard_unsaved_key(ec2, pair, key_file)
-        pair = None
+        return None  # discarded, or another run took the file: look again either way
     if pair is not None:
-        return _existing_key_result(pair, lab, key_file, imported=public_key is not None), key_file
-    if key_file is not None and public_key is None and key_file.exists():
+        return _existing_key_result(pair, lab, key_file, imported=False)
+    if key_file.exists():
+        _wait_for_creator(key_file)
+        if describe_key_pair(ec2, key_name) is not None:
+            return None  # another run made the pair and its file after our look: look again
         raise CloudError(
             f"key file {key_file} exists but EC2 has no key pair {key_name}: move the file away and re-run"
         )
     if dry_run:
-        return Result(
-            CREATED, f"key pair {key_name}", "would import" if material else "would create", True
-        ), key_file
-    if material is not None:
-        ec2.import_key_pair(
-            KeyName=key_name,
-            PublicKeyMaterial=material,
-            TagSpecifications=tag_specifications("key-pair", lab, tags),
-        )
-        return Result(CREATED, f"key pair {key_name}", f"imported {public_key}"), key_file
-    _create_key_pair(ec2, lab, key_name, key_file, tags)
-    return Result(
-        CREATED, f"key pair {key_name}", f"{DEFAULT_KEY_TYPE}, private key {key_file} (0600)"
-    ), key_file
+        return Result(CREATED, f"key pair {key_name}", "would create", True)
+    try:
+        _create_key_pair(ec2, lab, key_name, key_file, tags)
+    except KeyFileTaken:
+        return None  # another run reserved the file first: its key pair is adopted on the next look
+    return Result(CREATED, f"key pair {key_name}", f"{DEFAULT_KEY_TYPE}, private key {key_file} (0600)")
+
+
+def _ensure_imported(
+    ec2, lab: str, key_name: str, public_key: Path, dry_run: bool, tags: dict[str, str] | None
+) -> tuple[Result, Path | None]:
+    """The key pair from the user's public key; the private key (next to it, if there) stays theirs."""
+    key_file = private_key_for(public_key)
+    material = read_public_key(public_key)
+    pair = describe_key_pair(ec2, key_name)
+    if pair is not None:
+        return _existing_key_result(pair, lab, key_file, imported=True), key_file
+    if dry_run:
+        return Result(CREATED, f"key pair {key_name}", "would import", True), key_file
+    ec2.import_key_pair(
+        KeyName=key_name,
+        PublicKeyMaterial=material,
+        TagSpecifications=tag_specifications("key-pair", lab, tags),
+    )
+    return Result(CREATED, f"key pair {key_name}", f"imported {public_key}"), key_file
 
 
 def delete_key_pair(ec2, lab: str, key_name: str, key_dir: Path, keep: bool = False) -> list[Result]:

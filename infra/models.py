@@ -10,13 +10,22 @@ and endpoints still come from botocore itself, whose files are never changed or 
 An operation that is not listed still works: `untrimmed_operation` (registered by `infra.session` on
 botocore's `getattr` event) answers it from a client on the whole model, only slower.
 tests/speed checks that every EC2 and SSM operation named in labctl's code is listed.
+
+The cache heals itself: a cut file that does not end like the JSON written here (cut short by a full disk or
+a copy) is cut again; one damaged in another way makes `infra.session` fall back to the whole model for
+that run and `discard_damaged` remove it, so the next run cuts it again. Each use touches its directory;
+directories of other botocore versions or lists unused for PRUNE_AFTER_DAYS are removed when a new one is
+made (another venv may still use a recent one).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
+import time
 from pathlib import Path
 
 OPERATIONS = {
@@ -53,6 +62,7 @@ OPERATIONS = {
 }
 MODEL_TYPE = "service-2"
 _FORMAT = "1"  # bump when the way a model is cut changes
+PRUNE_AFTER_DAYS = 30
 
 
 def cache_root() -> Path:
@@ -69,14 +79,56 @@ def trimmed_models_dir(loader) -> Path | None:
     try:
         sources = {service: _source(loader, service) for service in OPERATIONS}
         root = cache_root() / _cache_key(sources)
+        made = False
         for service, (version, _) in sources.items():
             target = root / service / version / f"{MODEL_TYPE}.json"
-            if not target.exists():
+            if not _looks_whole(target):
                 whole = loader.load_data(f"{service}/{version}/{MODEL_TYPE}")
                 _write(target, _cut(whole, OPERATIONS[service]))
+                made = True
+        if made:
+            prune(keep=root)
+        else:
+            os.utime(root)  # in use: not pruned by another version's run
         return root
     except (OSError, ValueError, KeyError):
         return None  # no cache: botocore's whole models, only slower
+
+
+def _looks_whole(path: Path) -> bool:
+    """True when `path` ends as `_write` ends a file (`}`): a file cut short does not (one read of 1 byte)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) == b"}"
+    except OSError:  # missing, or empty (seek before the start)
+        return False
+
+
+def prune(keep: Path, older_than_days: float = PRUNE_AFTER_DAYS) -> list[Path]:
+    """Remove the cache directories next to `keep` not used for `older_than_days`; returns them."""
+    cutoff = time.time() - older_than_days * 86400
+    removed = []
+    for entry in keep.parent.iterdir():
+        with contextlib.suppress(OSError):
+            if entry != keep and entry.is_dir() and entry.stat().st_mtime < cutoff:
+                shutil.rmtree(entry)
+                removed.append(entry)
+    return removed
+
+
+def discard_damaged(service: str) -> list[Path]:
+    """Remove the cut models of `service` that are not valid JSON (the next run cuts them again)."""
+    removed = []
+    for path in cache_root().glob(f"*/{service}/*/{MODEL_TYPE}.json"):
+        try:
+            json.loads(path.read_bytes())
+        except ValueError:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+        except OSError:
+            pass
+    return removed
 
 
 def _source(loader, service: str) -> tuple[str, str]:
@@ -144,3 +196,20 @@ def untrimmed_operation(full_client, client, event_name: str, **kwargs):
     if name.startswith("_"):
         return None
     return getattr(full_client(), name, None)
+
+
+def paginator(full_client, client, operation_name: str):
+    """`client.get_paginator`, from `full_client()` for an operation the cut model lacks.
+
+    botocore's own would raise KeyError for it (the paginators file names it, the cut model does not).
+    """
+    if operation_name in client.meta.method_to_api_mapping:
+        return type(client).get_paginator(client, operation_name)
+    return full_client().get_paginator(operation_name)
+
+
+def can_paginate(full_client, client, operation_name: str) -> bool:
+    """`client.can_paginate`, answered by `full_client()` for an operation the cut model lacks."""
+    if operation_name in client.meta.method_to_api_mapping:
+        return type(client).can_paginate(client, operation_name)
+    return full_client().can_paginate(operation_name)

@@ -186,13 +186,21 @@ def refuse_ignored_endpoint(resolved: str | None) -> None:
 def client(session: botocore.session.Session, service: str, endpoint_url: str | None = None) -> Any:
     """A client for `service` with standard retries; `endpoint_url` overrides botocore's own endpoint."""
     region = session.get_config_variable("region")
-    created = session.create_client(
-        service, region_name=region, endpoint_url=endpoint_url, config=retry_config()
-    )
+    try:
+        created = session.create_client(
+            service, region_name=region, endpoint_url=endpoint_url, config=retry_config()
+        )
+    except ValueError:  # a damaged cut model (JSONDecodeError): the whole model now, a new cut next run
+        if service not in models.OPERATIONS:
+            raise
+        models.discard_damaged(service)
+        return _whole_model_client(session, service, region, endpoint_url)
     if service in models.OPERATIONS:
         whole = _lazy(lambda: _whole_model_client(session, service, region, endpoint_url))
         answer = functools.partial(models.untrimmed_operation, whole)
         created.meta.events.register(f"getattr.{service}", answer)
+        created.get_paginator = functools.partial(models.paginator, whole, created)
+        created.can_paginate = functools.partial(models.can_paginate, whole, created)
     return created
 
 

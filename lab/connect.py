@@ -124,10 +124,15 @@ def host_key_entry(address: str, port: int) -> str:
     return address if port == 22 else f"[{address}]:{port}"
 
 
-def decode_host_key(key_type: str, key_b64: str) -> paramiko.PKey:
-    """A paramiko key from a (type, base64) pair as printed in the console output."""
+def decode_host_key(key_type: str, key_b64: str) -> paramiko.PKey | None:
+    """A paramiko key from a (type, base64) pair as printed in the console output.
+
+    None for a key type paramiko cannot load (`ssh-dss` since paramiko 4, `sk-*` security-key types).
+    """
     try:
         return paramiko.PKey.from_type_string(key_type, base64.b64decode(key_b64))
+    except paramiko.UnknownKeyType:
+        return None
     except (binascii.Error, ValueError, paramiko.SSHException) as exc:
         raise HostError(
             f"cannot read the pinned host key ({key_type}): {exc}; re-run fab provision"
@@ -135,12 +140,20 @@ def decode_host_key(key_type: str, key_b64: str) -> paramiko.PKey:
 
 
 def pin_host_keys(client: paramiko.SSHClient, host: HostTarget) -> None:
-    """Trust exactly the host's pinned keys and reject every other key."""
+    """Trust exactly the host's pinned keys (those paramiko can check) and reject every other key."""
     entry = host_key_entry(host.address, host.port)
     keys = client.get_host_keys()
     keys.clear()
     for key_type, key_b64 in host.host_keys:
-        keys.add(entry, key_type, decode_host_key(key_type, key_b64))
+        key = decode_host_key(key_type, key_b64)
+        if key is not None:
+            keys.add(entry, key_type, key)
+    if not keys.lookup(entry):
+        types = ", ".join(key_type for key_type, _ in host.host_keys)
+        raise HostError(
+            f"none of the host keys of {host.address} read from its console ({types}) is a type SSH here "
+            "can check: enable an ed25519, ecdsa or rsa host key on the instance"
+        )
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
 
 

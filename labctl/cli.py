@@ -12,7 +12,7 @@ from fabric.main import Fab
 from invoke import Collection
 
 import labctl
-from labctl import tasks
+from labctl import taskargs, tasks
 
 program = Fab(
     name="labctl",
@@ -27,6 +27,7 @@ program = Fab(
 def main(argv: list[str] | None = None) -> None:
     """Run the program on `argv` (default: sys.argv); a LabError ends as one `error:` line and exit 1."""
     tasks.freeze_startup()
+    taskargs.install()  # "did you mean" for a mistyped task; one line for `-- COMMAND` without -H
     program.run(argv)
 
 

@@ -1,11 +1,13 @@
 """Live progress of class mode: one line per student, e.g. `s03  cloud ✓  provision ✓  deploy …  verify`.
 
-On a terminal the lines are redrawn in place; otherwise (CI, a pipe) a student's line is appended each time
-one of its phases changes. Safe to call from many threads.
+On a terminal the lines are redrawn in place; otherwise (CI, a pipe), and on a terminal with fewer rows than
+students (a redraw would scroll, leaving a copy of every line behind each time), a student's line is
+appended each time one of its phases changes. Safe to call from many threads.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -29,6 +31,23 @@ def _can_encode(out: TextIO, text: str) -> bool:
     return True
 
 
+def terminal_rows(out: TextIO) -> int | None:
+    """The rows of the terminal `out` writes to ($LINES first, as curses does); None when unknown."""
+    lines = os.environ.get("LINES", "")
+    if lines.isdigit() and int(lines) > 0:
+        return int(lines)
+    try:
+        return os.get_terminal_size(out.fileno()).lines or None
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def fits_in_place(out: TextIO, rows_needed: int) -> bool:
+    """True when `rows_needed` lines can be redrawn in place on `out` (one row stays for the cursor)."""
+    rows = terminal_rows(out)
+    return rows is None or rows_needed < rows
+
+
 class Progress:
     """The phases of every student and their marks, printed as they change."""
 
@@ -37,6 +56,8 @@ class Progress:
     ) -> None:
         self.out = out or sys.stdout
         self.tty = self.out.isatty() if tty is None else tty
+        if self.tty and not fits_in_place(self.out, len(students)):
+            self.tty = False  # more students than rows: append lines instead of redrawing
         self.phases = phases
         self.states = {student: {phase: PENDING for phase in phases} for student in students}
         self.width = max((len(s) for s in students), default=0)

@@ -6,6 +6,7 @@ import sys
 
 from fabric import Config
 
+from infra import keyfile_perms
 from lab.connect import KNOWN_HOSTS_FILE, open_connection
 from lab.target import HostTarget
 from labctl.errors import LabError
@@ -40,6 +41,8 @@ def ssh(
 ) -> int:
     """Log in to one host; returns the exit status (of `command`, or of the interactive shell)."""
     host = choose_host(hosts, instance)
+    if host.key_file:
+        keyfile_perms.check_key_file(host.key_file)  # as OpenSSH would: a key others can read is refused
     try:
         conn = open_connection(
             host,

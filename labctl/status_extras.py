@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from infra import autostop, uptime
+from infra import autostop, keyfile_perms, uptime
 from labctl import connect_help
 
 
@@ -75,8 +75,15 @@ def add_warnings(data: dict, warn_hours: float | None = None) -> dict:
     """Add `uptime_warn_hours` and `warnings` (uptime past the threshold) to status_data(); returns it."""
     threshold = uptime.validate_warn_hours(warn_hours)
     data["uptime_warn_hours"] = threshold
-    data["warnings"] = uptime_warnings(data["instances"], threshold)
+    data["warnings"] = uptime_warnings(data["instances"], threshold) + key_file_warnings(data)
     return data
+
+
+def key_file_warnings(data: dict) -> list[str]:
+    """A key file others can read: OpenSSH refuses the `ssh -i` line status prints, so say how to fix it."""
+    pair = data.get("key_pair") or {}
+    problem = keyfile_perms.too_open(pair["file"]) if pair.get("file") else None
+    return [f"{problem} (ssh refuses such a key)"] if problem else []
 
 
 def auto_stop_note(info: dict, now: datetime | None = None) -> str:

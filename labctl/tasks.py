@@ -10,10 +10,12 @@ import atexit
 import gc
 from typing import TYPE_CHECKING
 
-from fabric import Connection, task
+from fabric import Connection
 
+from labctl import statelock, taskargs
 from labctl.errors import LabError
 from labctl.output import reports_lab_errors
+from labctl.taskargs import task
 
 if TYPE_CHECKING:  # each task imports what it uses: `fab --list` and a host task stay light
     from labctl import cloud_tasks
@@ -99,7 +101,7 @@ def _cloud_options(
     )
 
 
-@task(help={**_PROVISION_HELP, **_CLASS_HELP})
+@task(help={**_PROVISION_HELP, **_CLASS_HELP}, iterable=["ssh_cidr"])
 @reports_lab_errors
 def provision(
     c,
@@ -127,6 +129,9 @@ def provision(
     import lab.provision
     from labctl import cloud_tasks, host_tasks
 
+    ssh_cidr = taskargs.one_value("ssh-cidr", ssh_cidr)
+    taskargs.class_mode_only(students, count, parallel=parallel, shared_sg=shared_sg, all_=all_)
+    statelock.hold(dry_run=dry_run)  # one changing run per state dir; a second one waits (labctl.statelock)
     host_options = lab.provision.ProvisionOptions(
         **({"mirror": mirror} if mirror else {}), trust_new_host=trust_new_host
     )
@@ -165,7 +170,7 @@ def provision(
 _CLOUD_ONLY = ("cloud-only", "dry-run", "mirror", "trust-new-host", "auto-stop")
 
 
-@task(help={k: v for k, v in _PROVISION_HELP.items() if k not in _CLOUD_ONLY})
+@task(help={k: v for k, v in _PROVISION_HELP.items() if k not in _CLOUD_ONLY}, iterable=["ssh_cidr"])
 @reports_lab_errors
 def plan(
     c,
@@ -182,6 +187,7 @@ def plan(
     """Show what provision would create, change or start, without changing anything."""
     from labctl import cloud_tasks
 
+    ssh_cidr = taskargs.one_value("ssh-cidr", ssh_cidr)
     options = _cloud_options(
         target=target,
         region=region,
@@ -227,6 +233,7 @@ def status(c, target=None, region=None, name=None, json=False, warn_hours=None):
 @reports_lab_errors
 def teardown(c, target=None, region=None, name=None, keep_key=False, all_labs=False):
     """Terminate the lab's instances and delete its security group and key pair."""
+    statelock.hold()
     if all_labs:
         from labctl.all_labs import teardown_all_labs
 
@@ -259,6 +266,7 @@ def deploy_echo(c, server="c", concurrent=False, dry_run=False, json=False, trus
     import lab.provision
     from labctl import host_tasks
 
+    statelock.hold(dry_run=dry_run)
     hosts, config = host_tasks.task_hosts(c)
     host_tasks.deploy_echo(
         hosts,

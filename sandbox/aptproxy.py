@@ -1,9 +1,12 @@
 """The gateway's apt proxy: a small caching HTTP forward proxy on 198.51.100.1 only.
 
 Requests for the EC2 regional archive, mirror.kakao.com or this machine's own Debian mirror are fetched from
-this machine's configured Debian mirror (same path); anything else gets 403. Package files (`.deb`) and
-`by-hash` files never change under their name, so they are cached on disk, only when complete (a download
-cut short is fetched again, up to UPSTREAM_ATTEMPTS times); index files are always fetched.
+this machine's configured Debian mirror; anything else gets 403. The guests name the archive's `/debian/...`
+paths; they are fetched below the mirror's own path (`https://HOST/some/prefix/debian` serves
+`/debian/dists/...` from `/some/prefix/debian/dists/...`), over http or https as the mirror URL says; any
+other kind of URL is refused in one line when the daemon starts. Package files (`.deb`) and `by-hash` files
+never change under their name, so they are cached on disk, only when complete (a download cut short is
+fetched again, up to UPSTREAM_ATTEMPTS times); index files are always fetched.
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ import contextlib
 import http.client
 import os
 import shutil
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from sandbox.errors import SandboxError
 from sandbox.host import MIRROR_NAMES
 
 DEFAULT_CACHE = Path("/var/cache/labctl/apt")
@@ -32,17 +37,51 @@ PASSED_RESPONSE_HEADERS = (
 )
 
 
+GUEST_PREFIX = "/debian"  # the path the guests' sources name (sandbox.rootfs GUEST_SOURCES_LIST)
+
+
 def is_immutable(path: str) -> bool:
     """Files whose content never changes under their path."""
     return path.endswith(".deb") or "/by-hash/" in path
 
 
+def check_upstream(url: str) -> None:
+    """Refuse, in one line, a mirror URL the proxy cannot fetch from (it supports http and https)."""
+    upstream = urlsplit(url)
+    if upstream.scheme not in ("http", "https") or not upstream.hostname:
+        raise SandboxError(
+            f"the sandbox apt proxy fetches from http:// or https:// mirrors, not {url!r}: "
+            "name such a Debian mirror in /etc/apt/sources.list(.d)"
+        )
+    if upstream.username or upstream.password or upstream.query:
+        raise SandboxError(
+            f"the sandbox apt proxy cannot use the mirror URL {url!r} (credentials or a query): "
+            "name a plain http(s)://HOST/PATH Debian mirror in /etc/apt/sources.list(.d)"
+        )
+    try:
+        _ = upstream.port  # urllib checks the port only when asked
+    except ValueError:
+        raise SandboxError(f"the Debian mirror URL {url!r} has an invalid port") from None
+
+
 class AptProxy:
     """The proxy server: `start()` serves in a thread, `stop()` closes it."""
 
-    def __init__(self, listen: str, upstream_url: str, cache_dir: Path = DEFAULT_CACHE, port: int = 0):
+    def __init__(
+        self,
+        listen: str,
+        upstream_url: str,
+        cache_dir: Path = DEFAULT_CACHE,
+        port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
+    ):
         upstream = urlsplit(upstream_url)
-        self.upstream_host = upstream.netloc
+        check_upstream(upstream_url)
+        self.upstream_https = upstream.scheme == "https"
+        self.upstream_host = upstream.hostname
+        self.upstream_port = upstream.port
+        self.upstream_prefix = upstream.path.rstrip("/")
+        self.ssl_context = ssl_context
         self.allowed_hosts = {name.lower() for name in (*MIRROR_NAMES, upstream.hostname or "")}
         self.cache_dir = cache_dir
         self.server = ThreadingHTTPServer((listen, port), self._handler_class())
@@ -60,6 +99,19 @@ class AptProxy:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def upstream_path(self, path: str) -> str:
+        """The mirror's path for a guest's `/debian/...` path (other paths are passed as they are)."""
+        if path == GUEST_PREFIX or path.startswith(GUEST_PREFIX + "/"):
+            return self.upstream_prefix + path[len(GUEST_PREFIX) :]
+        return path
+
+    def upstream_connection(self) -> http.client.HTTPConnection:
+        if self.upstream_https:
+            return http.client.HTTPSConnection(
+                self.upstream_host, self.upstream_port, timeout=60, context=self.ssl_context
+            )
+        return http.client.HTTPConnection(self.upstream_host, self.upstream_port, timeout=60)
 
     def cache_path(self, path: str) -> Path | None:
         if not is_immutable(path) or ".." in path.split("/"):
@@ -132,9 +184,9 @@ class AptProxy:
 
             def _fetch(self, path: str, head: bool, headers: dict, cache_to: Path | None) -> None:
                 """One upstream request; a package download is stored whole (or raises OSError) first."""
-                conn = http.client.HTTPConnection(proxy.upstream_host, timeout=60)
+                conn = proxy.upstream_connection()
                 try:
-                    conn.request("HEAD" if head else "GET", path, headers=headers)
+                    conn.request("HEAD" if head else "GET", proxy.upstream_path(path), headers=headers)
                     response = conn.getresponse()
                     if cache_to is not None and response.status == 200 and not head:
                         self._store(response, cache_to)

@@ -50,7 +50,7 @@ def _all_entries() -> list[tuple[str, list[str]]]:
 
 
 def debian_mirror_url(suite: str = "bookworm") -> str:
-    """The URL of the mirror this machine's apt uses for `suite` (http://HOST/debian), no trailing slash."""
+    """The URL of the mirror this machine's apt uses for `suite` (http(s), any path), no trailing slash."""
     for uri, suites in _all_entries():
         if suite in suites and urlparse(uri).scheme in ("http", "https"):
             return uri.rstrip("/")

@@ -1,0 +1,3 @@
+"""Constants shared by the tests of this package."""
+
+REGION = "ap-northeast-2"
