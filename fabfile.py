@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import atexit
 import gc
-import json as jsonlib
 from dataclasses import fields
+from json import dumps
 from typing import TYPE_CHECKING
 
 from fabric import Connection, task
@@ -17,7 +17,7 @@ from labctl.errors import LabError
 from labctl.output import reports_lab_errors
 
 if TYPE_CHECKING:  # each task imports what it uses: `fab --list` and a host task stay light
-    from labctl import cloud_tasks
+    from labctl.options import ProvisionOptions
 
 # A fab run is short: what fab's start-up made (modules, classes) lives until exit, so the garbage
 # collector need not walk it again and again, nor walk everything at exit (~0.1 s CPU per process).
@@ -52,13 +52,13 @@ _CLASS_HELP = {
 }
 
 
-def _options(task_arguments: dict) -> cloud_tasks.ProvisionOptions:
+def _options(task_arguments: dict) -> ProvisionOptions:
     """The cloud options among a task's arguments (None means not given: recorded state or default)."""
-    from labctl import cloud_tasks
+    from labctl.options import ProvisionOptions
 
-    names = {field.name for field in fields(cloud_tasks.ProvisionOptions)}
+    names = {field.name for field in fields(ProvisionOptions)}
     given = {key: value for key, value in task_arguments.items() if key in names and value is not None}
-    return cloud_tasks.ProvisionOptions(**given)
+    return ProvisionOptions(**given)
 
 
 @task(help={**_PROVISION_HELP, **_CLASS_HELP})
@@ -86,23 +86,20 @@ def provision(
     all_=False,
 ):
     """Create or converge the lab: key pair, security group, Ubuntu instance, then the host setup."""
-    from lab.provision import ProvisionOptions as HostOptions
-    from labctl import cloud_tasks, host_tasks
+    from lab.provision import HostOptions
+    from labctl import host_tasks
+    from labctl.single.provisioning import provision  # this task's cloud part and host setup
 
     host_options = HostOptions(**({"mirror": mirror} if mirror else {}), trust_new_host=trust_new_host)
-    if auto_stop is not None:
-        from infra.autostop import validate_hours
-
-        auto_stop = validate_hours(auto_stop)
     if isinstance(c, Connection):  # -H user@host: bring your own host, no cloud part
         if auto_stop is not None:
             raise LabError("--auto-stop needs a lab instance (aws or sandbox), not a -H host")
         hosts, config = host_tasks.task_hosts(c)
         host_tasks.provision_hosts(hosts, host_options, dry_run, config=config)
         return
-    run = cloud_tasks.provision
-    if students or count:  # class mode: one lab per student (labctl.classroom)
-        from labctl import classroom  # also --dry-run and --auto-stop, per student
+    run = provision
+    if students or count:  # class mode: one lab per student (labctl.classmode)
+        from labctl.classmode import classroom  # also --dry-run and --auto-stop, per student
 
         run = classroom.class_provision(students, count, parallel, shared_sg, all_)
     run(_options(locals()), host_options=host_options)
@@ -126,9 +123,9 @@ def plan(
     open_world=False,
 ):
     """Show what provision would create, change or start, without changing anything."""
-    from labctl import cloud_tasks
+    from labctl.single.provisioning import plan
 
-    cloud_tasks.plan(_options(locals()))
+    plan(_options(locals()))
 
 
 @task(
@@ -141,13 +138,13 @@ def plan(
 @reports_lab_errors
 def status(c, target=None, region=None, name=None, json=False, warn_hours=None):
     """Show the lab's instances (uptime, auto-stop, how to connect), security group and key pair."""
-    from labctl import cloud_tasks
+    from labctl.status import status_data, status_lines
 
-    data = cloud_tasks.status_data(target, region, name, warn_hours=warn_hours)
+    data = status_data(target, region, name, warn_hours=warn_hours)
     if json:
-        print(jsonlib.dumps(data, indent=2, sort_keys=True))
+        print(dumps(data, indent=2, sort_keys=True))
     else:
-        print("\n".join(cloud_tasks.status_lines(data)))
+        print("\n".join(status_lines(data)))
 
 
 @task(
@@ -165,9 +162,9 @@ def teardown(c, target=None, region=None, name=None, keep_key=False, all_labs=Fa
 
         teardown_all_labs(target, region)
         return
-    from labctl import cloud_tasks
+    from labctl.teardown import teardown
 
-    cloud_tasks.teardown(target, region, name, keep_key)
+    teardown(target, region, name, keep_key)
 
 
 # --- host layer: deploy-echo and verify (labctl.host_tasks) -----------------------------------------------
@@ -189,7 +186,7 @@ _HOST_HELP = {
 @reports_lab_errors
 def deploy_echo(c, server="c", concurrent=False, dry_run=False, json=False, trust_new_host=False):
     """Upload, build and run the echo server on 12345 (only what changed)."""
-    from lab.provision import ProvisionOptions
+    from lab.provision import HostOptions
     from labctl import host_tasks
 
     hosts, config = host_tasks.task_hosts(c)
@@ -200,7 +197,7 @@ def deploy_echo(c, server="c", concurrent=False, dry_run=False, json=False, trus
         dry_run,
         as_json=json,
         config=config,
-        options=ProvisionOptions(trust_new_host=trust_new_host),
+        options=HostOptions(trust_new_host=trust_new_host),
     )
 
 
@@ -208,11 +205,11 @@ def deploy_echo(c, server="c", concurrent=False, dry_run=False, json=False, trus
 @reports_lab_errors
 def verify(c, json=False, trust_new_host=False):
     """Check the lab from here and on the host: ping, echo round trips, clients, facts."""
-    from lab.provision import ProvisionOptions
+    from lab.provision import HostOptions
     from labctl import host_tasks
 
     hosts, config = host_tasks.task_hosts(c)
-    options = ProvisionOptions(trust_new_host=trust_new_host)
+    options = HostOptions(trust_new_host=trust_new_host)
     if not host_tasks.verify(hosts, json, config=config, options=options):
         raise SystemExit(1)
 

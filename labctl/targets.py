@@ -15,9 +15,9 @@ from infra import console, instances, pinned_keys, session
 from infra.errors import aws_errors
 from lab.target import HostTarget
 from labcore.net import check_connectable, is_aws_endpoint, is_sandbox_address
-from labctl import state as lab_state
 from labctl.errors import LabError
 from labctl.hostkeys import parse_host_keys
+from labctl.state import LabState, state_dir
 
 TARGETS = ("aws", "sandbox")
 DEFAULT_LAB = "netlab"
@@ -105,8 +105,8 @@ def _connect_aws(region: str) -> Cloud:
 
 def _connect_sandbox(region: str, start: bool) -> Cloud | None:
     control = sandbox_control()
-    state_dir = lab_state.state_dir()
-    endpoint = control.ensure_running(state_dir) if start else control.running_endpoint(state_dir)
+    directory = state_dir()
+    endpoint = control.ensure_running(directory) if start else control.running_endpoint(directory)
     if not endpoint:
         return None
     return _reused(("sandbox", region, endpoint), lambda: _sandbox_cloud(region, endpoint))
@@ -144,26 +144,26 @@ def _pinned_host_keys(cloud: Cloud, instance_id: str) -> tuple[tuple[str, str], 
 
 def host_keys_of(cloud: Cloud, instance: dict) -> tuple[tuple[str, str], ...]:
     """The instance's pinned host keys: remembered for this boot (`infra.pinned_keys`), else its console."""
-    remembered = pinned_keys.remembered_keys(lab_state.state_dir(), instance)
+    remembered = pinned_keys.remembered_keys(state_dir(), instance)
     if remembered:
         return remembered
     keys = _pinned_host_keys(cloud, instance["InstanceId"])
-    pinned_keys.remember_keys(lab_state.state_dir(), instance, keys)
+    pinned_keys.remember_keys(state_dir(), instance, keys)
     return keys
 
 
-def remembered_host_targets(state: dict | None = None) -> list[HostTarget]:
+def remembered_host_targets(state: LabState | None = None) -> list[HostTarget]:
     """The recorded lab's hosts as the last run used them, without any API call: only a guess.
 
     `lab.connect_early` connects to them while the cloud check runs; the task uses such a connection
     only if `host_targets()` then gives exactly the same target. Addresses still pass the emulator check.
     """
-    state = lab_state.load_state() if state is None else state
-    if state.get("mode") == "class" or state.get("target") not in TARGETS:
+    state = LabState.load() if state is None else state
+    if state.is_class or state.target not in TARGETS:
         return []
     guesses = []
-    for instance_id in state.get("instance_ids") or []:
-        seen = pinned_keys.last_seen(lab_state.state_dir(), instance_id)
+    for instance_id in state.instance_ids or []:
+        seen = pinned_keys.last_seen(state_dir(), instance_id)
         if seen is None:
             continue
         address, keys = seen
@@ -173,21 +173,21 @@ def remembered_host_targets(state: dict | None = None) -> list[HostTarget]:
             HostTarget(
                 name=instance_id,
                 address=address,
-                key_file=state.get("key_file"),
+                key_file=state.key_file,
                 host_keys=keys,
-                target=state["target"],
+                target=state.target,
                 instance_id=instance_id,
             )
         )
     return guesses
 
 
-def _may_connect(address: str, state: dict) -> bool:
+def _may_connect(address: str, state: LabState) -> bool:
     """The emulator address check on a remembered address (a sandbox lab: sandbox addresses only)."""
-    if state["target"] == "sandbox" and not is_sandbox_address(address):
+    if state.target == "sandbox" and not is_sandbox_address(address):
         return False
     try:
-        check_connectable(address, state.get("endpoint"))
+        check_connectable(address, state.endpoint)
     except LabError:
         return False
     return True
@@ -211,32 +211,29 @@ def host_target(cloud: Cloud, instance: dict, key_file: str | None) -> HostTarge
     )
 
 
-def host_targets(
-    state: dict | None = None, cloud: Cloud | None = None, running: list[dict] | None = None
-) -> list[HostTarget]:
-    """HostTargets for the recorded lab's running instances, found by tags.
-
-    `running`: the lab's running instances as just described by the caller (provision hands over what it
-    found), so they are not described again.
-    """
-    state = lab_state.load_state() if state is None else state
-    if not state.get("lab"):
+def host_targets(state: LabState | None = None, cloud: Cloud | None = None) -> list[HostTarget]:
+    """HostTargets for the recorded lab's running instances, found by tags (the host tasks' hosts)."""
+    state = LabState.load() if state is None else state
+    if not state.lab or not state.region:
         raise LabError("no lab recorded in the state directory: run `fab provision` first")
     if cloud is None:
-        cloud = connect(choose_target(recorded=state.get("target")), state["region"], start_sandbox=False)
+        cloud = connect(choose_target(recorded=state.target), state.region, start_sandbox=False)
     if cloud is None:
         raise LabError("the sandbox is not running: run `fab provision --target sandbox` first")
-    if running is None:
-        with aws_errors():
-            running = instances.find_instances(cloud.ec2, state["lab"], ["running"])
+    with aws_errors():
+        running = instances.find_instances(cloud.ec2, state.lab, ["running"])
+    if not running and state.is_class:
+        raise LabError(
+            f"lab {state.lab!r} is a class (one lab per student): re-run `fab provision --count N` or "
+            "`--students FILE` (with --all to redo passed students) to deploy and verify every student"
+        )
+    return lab_host_targets(cloud, state.lab, running, state.key_file)
+
+
+def lab_host_targets(cloud: Cloud, lab: str, running: list[dict], key_file: str | None) -> list[HostTarget]:
+    """HostTargets for a lab's `running` instances (as just described) with the lab's private `key_file`."""
     if not running:
-        if state.get("mode") == "class":
-            raise LabError(
-                f"lab {state['lab']!r} is a class (one lab per student): re-run `fab provision --count N` or "
-                "`--students FILE` (with --all to redo passed students) to deploy and verify every student"
-            )
-        raise LabError(f"lab {state['lab']!r} has no running instance: run `fab provision` first")
-    key_file = state.get("key_file")
+        raise LabError(f"lab {lab!r} has no running instance: run `fab provision` first")
     if key_file and not Path(key_file).exists():
         raise LabError(
             f"key file {key_file} is missing: run `fab teardown` then `fab provision` to get a new key"

@@ -9,8 +9,12 @@ import io
 
 from infra.autostop import AUTO_STOP_AT_KEY, AUTO_STOP_HOURS_KEY
 from infra.tags import STUDENT_KEY, tag_dict
-from labctl import classroom, cloud_tasks
-from labctl.roster import Student
+from labctl.classmode import classroom
+from labctl.classmode.report import StudentRow, load_rows, write_report
+from labctl.classmode.roster import Student
+from labctl.classmode.shared import ClassOptions
+from labctl.options import ProvisionOptions
+from labctl.status import status_data, status_lines
 
 from .conftest import TEST_CIDR
 from .test_class_cloud import STUDENTS, ours
@@ -19,13 +23,11 @@ CLASS = "netlab"
 
 
 def provision(auto_stop, students=STUDENTS, dry_run=False, **class_overrides) -> str:
-    options = cloud_tasks.ProvisionOptions(
+    options = ProvisionOptions(
         target="aws", ssh_cidr=TEST_CIDR, cloud_only=True, name=CLASS, auto_stop=auto_stop, dry_run=dry_run
     )
     out = io.StringIO()
-    classroom.provision_class(
-        options, classroom.ClassOptions(tuple(students), **class_overrides), out=out, tty=False
-    )
+    classroom.provision_class(options, ClassOptions(tuple(students), **class_overrides), out=out, tty=False)
     return out.getvalue()
 
 
@@ -49,16 +51,16 @@ def test_every_student_gets_the_deadline_the_report_and_status_show_it(ec2):
     assert {hours for _, hours in tagged.values()} == {"2"}
     assert all(at and at.endswith("Z") for at, _ in tagged.values())
     assert {shutdown_behaviour(ec2, i["InstanceId"]) for i in ours(ec2, "instances")} == {"stop"}
-    rows = classroom.load_rows(CLASS)
+    rows = load_rows(CLASS)
     assert {sid: row.auto_stop for sid, row in rows.items()} == {
         sid: f"{at} (2 h)" for sid, (at, _) in tagged.items()
     }
     assert "auto-stop after 2 h for every student" in out
     assert any(line.startswith("STUDENT") and "AUTO-STOP" in line for line in out.splitlines())
-    status = cloud_tasks.status_data("aws", "ap-northeast-2", CLASS)
+    status = status_data("aws", "ap-northeast-2", CLASS)
     hours = [i["auto_stop_hours"] for s in status["class"]["students"] for i in s["instances"]]
     assert hours == [2.0, 2.0, 2.0]
-    assert any("auto-stop " in line and "(2 h)" in line for line in cloud_tasks.status_lines(status))
+    assert any("auto-stop " in line and "(2 h)" in line for line in status_lines(status))
 
 
 def test_a_rerun_with_the_same_hours_changes_nothing_and_says_so(ec2):
@@ -77,24 +79,24 @@ def test_other_hours_set_a_new_deadline_and_off_cancels(ec2):
     out = provision("off")
     assert set(deadlines(ec2).values()) == {(None, None)}
     assert "  s01: changed instance " in out and "auto-stop: cancelled" in out
-    assert {row.auto_stop for row in classroom.load_rows(CLASS).values()} == {"off"}
+    assert {row.auto_stop for row in load_rows(CLASS).values()} == {"off"}
     again = provision("off")
     assert "  s02: auto-stop unchanged (off)" in again
 
 
 def test_students_skipped_for_a_passed_verify_still_get_auto_stop(ec2):
     provision(None)
-    rows = classroom.load_rows(CLASS)
-    classroom.write_report(
+    rows = load_rows(CLASS)
+    write_report(
         CLASS,
         "aws",
         "ap-northeast-2",
-        [classroom.StudentRow(**{**vars(r), "verify": "pass"}) for r in rows.values()],
+        [StudentRow(**{**vars(r), "verify": "pass"}) for r in rows.values()],
     )
     out = provision("1.5")
     assert "skipped (their last verify passed; --all runs them again): s01, s02, s03" in out
     assert {hours for _, hours in deadlines(ec2).values()} == {"1.5"}
-    assert {row.verify for row in classroom.load_rows(CLASS).values()} == {"pass"}
+    assert {row.verify for row in load_rows(CLASS).values()} == {"pass"}
 
 
 def test_dry_run_plans_auto_stop_and_sets_nothing(ec2):
@@ -108,11 +110,11 @@ def test_dry_run_plans_auto_stop_and_sets_nothing(ec2):
 def test_a_student_without_an_instance_is_told_so(ec2):
     provision(None, students=(Student("s01"),))
     ec2.terminate_instances(InstanceIds=[i["InstanceId"] for i in ours(ec2, "instances")])
-    rows = classroom.load_rows(CLASS)
-    classroom.write_report(
+    rows = load_rows(CLASS)
+    write_report(
         CLASS,
         "aws",
         "ap-northeast-2",
-        [classroom.StudentRow(**{**vars(r), "verify": "pass"}) for r in rows.values()],
+        [StudentRow(**{**vars(r), "verify": "pass"}) for r in rows.values()],
     )
     assert "  s01: no running instance, nothing to set" in provision("2", students=(Student("s01"),))

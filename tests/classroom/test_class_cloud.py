@@ -14,11 +14,16 @@ from pathlib import Path
 import pytest
 
 from infra.tags import CLASS_KEY, STUDENT_KEY, tag_dict
-from labctl import classroom, cloud_tasks
-from labctl import state as lab_state
+from labctl.classmode import classroom
+from labctl.classmode.report import StudentRow, load_rows, report_paths, write_report
+from labctl.classmode.roster import Student
+from labctl.classmode.shared import ClassOptions, class_filters
 from labctl.errors import LabError
+from labctl.options import ProvisionOptions
 from labctl.output import Report
-from labctl.roster import Student
+from labctl.state import state_dir
+from labctl.status import status_data, status_lines
+from labctl.teardown import teardown
 
 from .conftest import TEST_CIDR
 
@@ -28,17 +33,17 @@ STUDENT_CIDR = "10.20.30.40/32"
 STUDENTS = (Student("s01"), Student("s02", public_key=KEY), Student("s03", cidr=STUDENT_CIDR))
 
 
-def provision(students=STUDENTS, **class_overrides) -> tuple[list[classroom.StudentRow], str]:
-    options = cloud_tasks.ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True, name=CLASS)
+def provision(students=STUDENTS, **class_overrides) -> tuple[list[StudentRow], str]:
+    options = ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True, name=CLASS)
     out = io.StringIO()
     rows = classroom.provision_class(
-        options, classroom.ClassOptions(tuple(students), **class_overrides), out=out, tty=False
+        options, ClassOptions(tuple(students), **class_overrides), out=out, tty=False
     )
     return rows, out.getvalue()
 
 
 def ours(ec2, kind: str) -> list[dict]:
-    filters = classroom.class_filters(CLASS)
+    filters = class_filters(CLASS)
     if kind == "instances":
         running = [{"Name": "instance-state-name", "Values": ["running"]}]
         pages = ec2.describe_instances(Filters=filters + running)
@@ -107,8 +112,8 @@ def test_shared_group_is_the_union_of_the_cidrs(ec2):
 
 def test_report_json_and_csv_in_the_state_dir(ec2):
     rows, out = provision()
-    json_path, csv_path = classroom.report_paths(CLASS)
-    assert json_path.parent == lab_state.state_dir()
+    json_path, csv_path = report_paths(CLASS)
+    assert json_path.parent == state_dir()
     for path in (json_path, csv_path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     data = json.loads(json_path.read_text())
@@ -140,22 +145,20 @@ def test_one_failing_student_does_not_stop_the_others(ec2, tmp_path):
         provision(students)
     assert "1 of 3 students failed (s02)" in str(error.value)
     assert sorted(tag_dict(i)[STUDENT_KEY] for i in ours(ec2, "instances")) == ["s01", "s03"]
-    rows = classroom.load_rows(CLASS)
+    rows = load_rows(CLASS)
     assert rows["s02"].cloud == "failed" and "not an OpenSSH public key" in rows["s02"].error
     assert rows["s01"].cloud == "done" and rows["s01"].error == ""
 
 
 def test_rerun_skips_students_whose_last_verify_passed(ec2):
     rows, _ = provision()
-    passed = [
-        classroom.StudentRow(**{**vars(r), "verify": "pass"}) if r.student == "s01" else r for r in rows
-    ]
-    classroom.write_report(CLASS, "aws", "ap-northeast-2", passed)
+    passed = [StudentRow(**{**vars(r), "verify": "pass"}) if r.student == "s01" else r for r in rows]
+    write_report(CLASS, "aws", "ap-northeast-2", passed)
     _, out = provision()
     assert "skipped (their last verify passed; --all runs them again): s01" in out
     assert not any(line.startswith("s01  cloud") for line in out.splitlines())
     assert any(line.startswith("s02  cloud") for line in out.splitlines())
-    assert classroom.load_rows(CLASS)["s01"].verify == "pass"  # the kept row
+    assert load_rows(CLASS)["s01"].verify == "pass"  # the kept row
     _, again = provision(redo_all=True)
     assert "skipped" not in again.splitlines()[1]
     assert any(line.startswith("s01  cloud") for line in again.splitlines())
@@ -163,10 +166,10 @@ def test_rerun_skips_students_whose_last_verify_passed(ec2):
 
 def test_status_shows_every_lab_of_the_class(ec2):
     provision()
-    data = cloud_tasks.status_data("aws", "ap-northeast-2", CLASS)
+    data = status_data("aws", "ap-northeast-2", CLASS)
     assert [s["student"] for s in data["class"]["students"]] == ["s01", "s02", "s03"]
     assert all(len(s["instances"]) == 1 and s["security_group"] for s in data["class"]["students"])
-    lines = cloud_tasks.status_lines(data)
+    lines = status_lines(data)
     assert sum(line.startswith("  student") for line in lines) == 3
 
 
@@ -188,23 +191,23 @@ def _lookalikes(ec2) -> dict:
 
 def test_teardown_removes_the_whole_class_and_only_ours(ec2):
     rows, _ = provision()
-    other = cloud_tasks.ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True, name="other")
-    classroom.provision_class(other, classroom.ClassOptions((Student("s01"),)), out=io.StringIO(), tty=False)
+    other = ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True, name="other")
+    classroom.provision_class(other, ClassOptions((Student("s01"),)), out=io.StringIO(), tty=False)
     kept = _lookalikes(ec2)
     out = io.StringIO()
-    cloud_tasks.teardown("aws", "ap-northeast-2", CLASS, report=Report(out, io.StringIO()))
+    teardown("aws", "ap-northeast-2", CLASS, report=Report(out, io.StringIO()))
     assert inventory(ec2) == {"instances": [], "groups": [], "keys": []}
     assert not any(Path(r.key_file).exists() for r in rows if r.key_file)
-    assert not any(path.exists() for path in classroom.report_paths(CLASS))
+    assert not any(path.exists() for path in report_paths(CLASS))
     assert ec2.describe_security_groups(GroupIds=[kept["group"]])["SecurityGroups"]
     state = ec2.describe_instances(InstanceIds=[kept["instance"]])["Reservations"][0]["Instances"][0]["State"]
     assert state["Name"] == "running"
     assert ec2.describe_key_pairs(KeyNames=[kept["key"]])["KeyPairs"]
-    other_class = ec2.describe_instances(Filters=classroom.class_filters("other"))["Reservations"]
+    other_class = ec2.describe_instances(Filters=class_filters("other"))["Reservations"]
     assert [i["State"]["Name"] for r in other_class for i in r["Instances"]] == ["running"]
     assert "deleted      instance" in out.getvalue()
     again = io.StringIO()
-    cloud_tasks.teardown("aws", "ap-northeast-2", CLASS, report=Report(again, io.StringIO()))
+    teardown("aws", "ap-northeast-2", CLASS, report=Report(again, io.StringIO()))
     assert "nothing to do" in again.getvalue().splitlines()[-1]
 
 
@@ -227,6 +230,6 @@ def test_an_unexpected_error_is_reported_in_its_row_and_the_others_finish(ec2, m
     monkeypatch.setattr(classroom, "cloud_part", broken_for_s02)
     with pytest.raises(LabError, match=r"1 of 3 students failed \(s02\)"):
         provision()
-    rows = classroom.load_rows(CLASS)
+    rows = load_rows(CLASS)
     assert rows["s02"].error == "cloud: unexpected RuntimeError: boom (please report this)"
     assert rows["s01"].cloud == rows["s03"].cloud == "done"

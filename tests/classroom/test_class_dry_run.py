@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from labctl import classroom, cloud_tasks
-from labctl import state as lab_state
-from labctl.roster import Student
+from labctl.classmode import classroom
+from labctl.classmode.report import StudentRow, write_report
+from labctl.classmode.roster import Student
+from labctl.classmode.shared import ClassOptions
+from labctl.options import ProvisionOptions
+from labctl.state import state_dir
 
 from .conftest import TEST_CIDR
 from .test_class_cloud import KEY, STUDENTS, inventory
@@ -26,19 +29,15 @@ FAB = Path(sys.executable).with_name("fab")
 
 
 def run(students=STUDENTS, dry_run=True, **class_overrides) -> str:
-    options = cloud_tasks.ProvisionOptions(
-        target="aws", ssh_cidr=TEST_CIDR, cloud_only=True, name=CLASS, dry_run=dry_run
-    )
+    options = ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True, name=CLASS, dry_run=dry_run)
     out = io.StringIO()
-    classroom.provision_class(
-        options, classroom.ClassOptions(tuple(students), **class_overrides), out=out, tty=False
-    )
+    classroom.provision_class(options, ClassOptions(tuple(students), **class_overrides), out=out, tty=False)
     return out.getvalue()
 
 
 def state_files() -> dict[str, tuple[int, bytes]]:
     """Every file and directory under the state dir with its mode and content."""
-    root = lab_state.state_dir()
+    root = state_dir()
     found = {}
     for path in sorted(root.rglob("*")):
         content = path.read_bytes() if path.is_file() else b""
@@ -84,14 +83,12 @@ def test_dry_run_after_provision_says_up_to_date_and_finds_drift_without_repairi
 
 def test_students_whose_last_verify_passed_are_shown_as_skipped(ec2):
     rows = classroom.provision_class(
-        cloud_tasks.ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True, name=CLASS),
-        classroom.ClassOptions(STUDENTS),
+        ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True, name=CLASS),
+        ClassOptions(STUDENTS),
         out=io.StringIO(),
         tty=False,
     )
-    classroom.write_report(
-        CLASS, "aws", "ap-northeast-2", [classroom.StudentRow(**{**vars(r), "verify": "pass"}) for r in rows]
-    )
+    write_report(CLASS, "aws", "ap-northeast-2", [StudentRow(**{**vars(r), "verify": "pass"}) for r in rows])
     out = run(students=STUDENTS + (Student("s04"),))
     assert "  s01: skipped: its last verify passed (--all would run it again)" in out
     assert any(line.startswith("  s04: would create 1 instance(s)") for line in out.splitlines())
@@ -156,9 +153,9 @@ def test_a_stopped_instance_would_be_started_and_set_up_afterwards(ec2):
     run(students=(Student("s01"),), dry_run=False)
     instance = inventory(ec2)["instances"][0]
     ec2.stop_instances(InstanceIds=[instance])
-    options = cloud_tasks.ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, name=CLASS, dry_run=True)
+    options = ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, name=CLASS, dry_run=True)
     out = io.StringIO()  # not --cloud-only: nothing runs, so nothing is connected to
-    classroom.provision_class(options, classroom.ClassOptions((Student("s01"),)), out=out, tty=False)
+    classroom.provision_class(options, ClassOptions((Student("s01"),)), out=out, tty=False)
     lines = out.getvalue().splitlines()
     assert f"  s01: would start  instance {instance}: is stopped" in lines  # as aligned by fab plan
     assert (

@@ -14,10 +14,14 @@ import time
 import pytest
 
 from infra.tags import STUDENT_KEY
-from lab.result import Report as HostReport
-from labctl import class_cancel, classroom, cloud_tasks
+from lab.result import HostReport
+from labctl.classmode import classroom, shared
+from labctl.classmode.cancel import CancelScope, run_on_host
+from labctl.classmode.report import StudentRow, load_rows
+from labctl.classmode.roster import Student
+from labctl.classmode.shared import ClassOptions
 from labctl.errors import LabInterrupted
-from labctl.roster import Student
+from labctl.options import ProvisionOptions
 
 from .conftest import TEST_CIDR
 from .test_class_cloud import ours
@@ -26,11 +30,9 @@ CLASS = "netlab"
 STUDENTS = (Student("s01"), Student("s02"), Student("s03"))
 
 
-def provision(out: io.StringIO, parallel: int = 1) -> list[classroom.StudentRow]:
-    options = cloud_tasks.ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True, name=CLASS)
-    return classroom.provision_class(
-        options, classroom.ClassOptions(STUDENTS, parallel=parallel), out=out, tty=False
-    )
+def provision(out: io.StringIO, parallel: int = 1) -> list[StudentRow]:
+    options = ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True, name=CLASS)
+    return classroom.provision_class(options, ClassOptions(STUDENTS, parallel=parallel), out=out, tty=False)
 
 
 def sigint_main_thread_once(ready: threading.Event) -> threading.Thread:
@@ -77,7 +79,7 @@ def test_sigint_stops_the_class_marks_the_students_and_a_rerun_converges(ec2, mo
     assert message.endswith(
         "Re-run the same `fab provision` to converge, or `fab teardown` to remove the class"
     )
-    rows = classroom.load_rows(CLASS)
+    rows = load_rows(CLASS)
     assert rows["s02"].cloud == "interrupted" and rows["s02"].error.startswith("cloud: interrupted")
     assert rows["s03"].cloud == "not run" and rows["s03"].error == "not started: interrupted (Ctrl-C)"
     assert rows["s01"].cloud == "done" and rows["s01"].error == ""
@@ -101,7 +103,7 @@ def test_cancel_closes_the_connection_of_a_running_command_and_no_command_follow
     from tests.lab.test_connect import target_for
 
     target = target_for(sshd, [(sshd.host_key_type, sshd.host_key_b64)])
-    scope = class_cancel.CancelScope()
+    scope = CancelScope()
     started, outputs = tmp_path / "started", []
 
     def job(host) -> None:  # the first command runs until the test removes `started`
@@ -110,7 +112,7 @@ def test_cancel_closes_the_connection_of_a_running_command_and_no_command_follow
         outputs.append(host.run("echo a second command"))
 
     report = HostReport()
-    worker = threading.Thread(target=class_cancel.run_on_host, args=(target, job, report, scope), daemon=True)
+    worker = threading.Thread(target=run_on_host, args=(target, job, report, scope), daemon=True)
     worker.start()
     try:
         wait_for_file(started)
@@ -128,10 +130,10 @@ def test_a_connection_opened_after_the_cancel_is_closed_at_once(sshd):
     from tests.lab.test_connect import target_for
 
     target = target_for(sshd, [(sshd.host_key_type, sshd.host_key_b64)])
-    scope = class_cancel.CancelScope()
+    scope = CancelScope()
     scope.cancel()
     ran = []
-    report = class_cancel.run_on_host(target, ran.append, HostReport(), scope)
+    report = run_on_host(target, ran.append, HostReport(), scope)
     assert ran == [] and report.errors == {"local": "interrupted (Ctrl-C)"}
 
 
@@ -139,11 +141,11 @@ def test_ctrl_c_before_any_student_started_marks_them_all_not_started(ec2, monke
     def interrupted_while_checking_inputs(*args, **kwargs):
         raise KeyboardInterrupt  # as Ctrl-C during the image look-up would
 
-    monkeypatch.setattr(classroom, "class_inputs", interrupted_while_checking_inputs)
+    monkeypatch.setattr(shared, "class_inputs", interrupted_while_checking_inputs)
     with pytest.raises(LabInterrupted) as stopped:
         provision(io.StringIO())
     assert "s01 (not started): nothing; s02 (not started): nothing; s03 (not started): nothing" in str(
         stopped.value
     )
-    rows = classroom.load_rows(CLASS)
+    rows = load_rows(CLASS)
     assert {row.error for row in rows.values()} == {"not started: interrupted (Ctrl-C)"}

@@ -20,7 +20,7 @@ import pytest
 
 from lab.connect import open_connection
 from lab.remote import Host
-from lab.result import Report as HostReport
+from lab.result import HostReport
 from sandbox import control
 from sandbox.testhost import sandbox_client
 from tests.classroom.test_class_sandbox import FAB, PROJECT, class_env, report  # noqa: F401 - fixture
@@ -71,7 +71,7 @@ def student_auto_stop(fab) -> dict[str, list]:
 
 def on_host(state: Path, student: str, command: str) -> str:
     """Run `command` on a student's host (SSH as ubuntu, host key pinned from the console); its stdout."""
-    from labctl.class_plan import read_only_target
+    from labctl.classmode.plan import read_only_target
     from labctl.targets import Cloud
 
     ec2 = sandbox_client(control.running_endpoint(state))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import threading
 
-from labctl.progress import DONE, FAILED, RUNNING, Progress
+from labctl.classmode.progress import DONE, FAILED, RUNNING, Progress
 
 PHASES = ("cloud", "provision", "deploy", "verify")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from labctl.classmode.roster import Student, numbered_students, read_students
 from labctl.errors import LabError
-from labctl.roster import Student, numbered_students, read_students
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDn1j3UxZ3m0gdB9JNKcAbq6NqYmkV5Mqp5Y2PKn4VLZ student@laptop"
 

@@ -7,16 +7,18 @@ from pathlib import Path
 
 from infra import instances
 from infra.tags import tag_dict
-from labctl import all_labs, cloud_tasks
-from labctl import state as lab_state
+from labctl import all_labs
+from labctl.options import ProvisionOptions
 from labctl.output import Report
+from labctl.single import provisioning
+from labctl.state import key_dir, load_state
 
 from .conftest import TEST_CIDR
 
 
 def provision(name: str) -> dict:
-    options = cloud_tasks.ProvisionOptions(target="aws", name=name, ssh_cidr=TEST_CIDR, cloud_only=True)
-    (instance,) = cloud_tasks.provision(options, report=Report(io.StringIO(), io.StringIO()))
+    options = ProvisionOptions(target="aws", name=name, ssh_cidr=TEST_CIDR, cloud_only=True)
+    (instance,) = provisioning.provision(options, report=Report(io.StringIO(), io.StringIO()))
     return instance
 
 
@@ -54,7 +56,7 @@ def make_lookalikes(ec2, image_id: str) -> dict:
 def test_two_labs_are_listed_then_removed_and_lookalikes_stay(ec2):
     first = provision("first")
     second = provision("second")
-    key_files = [Path(lab_state.key_dir() / f"labctl-{lab}.pem") for lab in ("first", "second")]
+    key_files = [Path(key_dir() / f"labctl-{lab}.pem") for lab in ("first", "second")]
     assert all(path.exists() for path in key_files)
     lookalike = make_lookalikes(ec2, first["ImageId"])
 
@@ -97,9 +99,9 @@ def test_a_lab_with_only_a_key_pair_left_is_found_too(ec2):
 
 def test_the_recorded_lab_is_forgotten(ec2):
     provision("mine")
-    assert lab_state.load_state()["security_group_id"]
+    assert load_state()["security_group_id"]
     teardown_all()
-    state = lab_state.load_state()
+    state = load_state()
     assert state["lab"] == "mine" and "security_group_id" not in state and "key_file" not in state
 
 

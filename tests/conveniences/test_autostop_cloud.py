@@ -9,9 +9,11 @@ import pytest
 
 from infra import autostop, instances, uptime
 from infra.tags import tag_dict
-from labctl import cloud_tasks
 from labctl.errors import LabError
+from labctl.options import ProvisionOptions
 from labctl.output import Report
+from labctl.single import provisioning
+from labctl.status import status_data, status_lines
 
 from .conftest import TEST_CIDR
 
@@ -20,10 +22,8 @@ ATTRIBUTE = "instanceInitiatedShutdownBehavior"
 
 def provision(**overrides) -> tuple[list[dict], list[str]]:
     out = io.StringIO()
-    options = cloud_tasks.ProvisionOptions(
-        **{"target": "aws", "ssh_cidr": TEST_CIDR, "cloud_only": True, **overrides}
-    )
-    described = cloud_tasks.provision(options, report=Report(out, io.StringIO()))
+    options = ProvisionOptions(**{"target": "aws", "ssh_cidr": TEST_CIDR, "cloud_only": True, **overrides})
+    described = provisioning.provision(options, report=Report(out, io.StringIO()))
     return described, out.getvalue().splitlines()
 
 
@@ -93,12 +93,12 @@ def test_other_hours_or_a_passed_deadline_set_a_new_one(ec2, monkeypatch):
 
 def test_status_shows_the_deadline_from_tags(ec2):
     (instance,), _ = provision(auto_stop=4)
-    data = cloud_tasks.status_data()
+    data = status_data()
     (info,) = data["instances"]
     assert info["auto_stop_at"] == tags_of(ec2, instance["InstanceId"])[autostop.AUTO_STOP_AT_KEY]
     assert info["auto_stop_hours"] == 4.0
     line = f"    auto-stop  at {info['auto_stop_at']} (4 h after it was set)"
-    assert line in cloud_tasks.status_lines(data)
+    assert line in status_lines(data)
 
 
 def test_dry_run_changes_nothing(ec2):
@@ -119,11 +119,11 @@ def test_bad_hours_are_one_line(bad):
 
 def test_status_says_when_the_deadline_has_passed(ec2, monkeypatch):
     provision(auto_stop=1)
-    (info,) = cloud_tasks.status_data()["instances"]
-    assert "1 h after it was set" in "\n".join(cloud_tasks.status_lines(cloud_tasks.status_data()))
+    (info,) = status_data()["instances"]
+    assert "1 h after it was set" in "\n".join(status_lines(status_data()))
     later = autostop.parse_deadline(info["auto_stop_at"]) + timedelta(minutes=1)
     monkeypatch.setattr(uptime, "utcnow", lambda: later)
-    text = "\n".join(cloud_tasks.status_lines(cloud_tasks.status_data()))
+    text = "\n".join(status_lines(status_data()))
     assert f"auto-stop  at {info['auto_stop_at']} (passed: re-run fab provision --auto-stop HOURS" in text
 
 
@@ -134,7 +134,7 @@ def test_off_removes_the_deadline_tags_and_a_second_off_changes_nothing(ec2):
     assert f"  changed      instance {instance['InstanceId']} auto-stop: cancelled" in lines
     _, again = provision(auto_stop="off")
     assert f"  ok           instance {instance['InstanceId']} auto-stop: off" in again
-    assert cloud_tasks.status_data()["instances"][0]["auto_stop_at"] is None
+    assert status_data()["instances"][0]["auto_stop_at"] is None
 
 
 def test_off_and_zero_mean_cancel():

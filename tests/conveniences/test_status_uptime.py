@@ -9,20 +9,20 @@ from datetime import timedelta
 import pytest
 
 from infra import uptime
-from labctl import cloud_tasks
-from labctl import state as lab_state
 from labctl.errors import LabError
+from labctl.options import ProvisionOptions
 from labctl.output import Report
+from labctl.single import provisioning
+from labctl.state import load_state
+from labctl.status import status_data, status_lines
 
 from .conftest import TEST_CIDR
 
 
 def provision(**overrides) -> tuple[list[dict], list[str]]:
     out = io.StringIO()
-    options = cloud_tasks.ProvisionOptions(
-        **{"target": "aws", "ssh_cidr": TEST_CIDR, "cloud_only": True, **overrides}
-    )
-    described = cloud_tasks.provision(options, report=Report(out, io.StringIO()))
+    options = ProvisionOptions(**{"target": "aws", "ssh_cidr": TEST_CIDR, "cloud_only": True, **overrides})
+    described = provisioning.provision(options, report=Report(out, io.StringIO()))
     return described, out.getvalue().splitlines()
 
 
@@ -33,7 +33,7 @@ def move_clock(monkeypatch, instance: dict, hours: float) -> None:
 
 def test_provision_prints_how_to_connect_before_its_summary(ec2):
     (instance,), lines = provision()
-    key_file = lab_state.load_state()["key_file"]
+    key_file = load_state()["key_file"]
     address = instance["PublicIpAddress"]
     assert f"connect to {instance['InstanceId']}: fab ssh" in lines
     assert f"ssh by hand: ssh -i {key_file} ubuntu@{address}" in lines
@@ -45,13 +45,13 @@ def test_provision_prints_how_to_connect_before_its_summary(ec2):
 def test_status_shows_uptime_and_warns_past_the_threshold(ec2, monkeypatch):
     (instance,), _ = provision()
     move_clock(monkeypatch, instance, 9.5)
-    data = cloud_tasks.status_data()
+    data = status_data()
     (info,) = data["instances"]
     assert info["uptime_hours"] == 9.5
     assert data["uptime_warn_hours"] == 8.0
     (warning,) = data["warnings"]
     assert instance["InstanceId"] in warning and "9 h 30 min" in warning and "fab teardown" in warning
-    lines = cloud_tasks.status_lines(data)
+    lines = status_lines(data)
     assert "    uptime     9 h 30 min (launched " in "\n".join(lines)
     assert lines[-1] == f"  warning: {warning}"
 
@@ -59,17 +59,17 @@ def test_status_shows_uptime_and_warns_past_the_threshold(ec2, monkeypatch):
 def test_no_warning_below_the_threshold_or_with_a_higher_warn_hours(ec2, monkeypatch):
     (instance,), _ = provision()
     move_clock(monkeypatch, instance, 2)
-    assert cloud_tasks.status_data()["warnings"] == []
+    assert status_data()["warnings"] == []
     move_clock(monkeypatch, instance, 20)
-    assert cloud_tasks.status_data(warn_hours=24)["warnings"] == []
-    assert len(cloud_tasks.status_data(warn_hours="12")["warnings"]) == 1
+    assert status_data(warn_hours=24)["warnings"] == []
+    assert len(status_data(warn_hours="12")["warnings"]) == 1
 
 
 def test_a_tiny_threshold_warns_in_the_first_minute(ec2, monkeypatch):
     """uptime_hours is rounded to 2 decimals (0.00 for 10 s); the warning must use the exact uptime."""
     (instance,), _ = provision()
     move_clock(monkeypatch, instance, 10 / 3600)
-    data = cloud_tasks.status_data(warn_hours=0.0001)
+    data = status_data(warn_hours=0.0001)
     assert data["instances"][0]["uptime_hours"] == 0.0
     assert len(data["warnings"]) == 1
 
@@ -78,7 +78,7 @@ def test_a_stopped_instance_has_no_uptime_and_no_connect(ec2, monkeypatch):
     (instance,), _ = provision()
     ec2.stop_instances(InstanceIds=[instance["InstanceId"]])
     move_clock(monkeypatch, instance, 100)
-    data = cloud_tasks.status_data()
+    data = status_data()
     (info,) = data["instances"]
     assert info["state"] == "stopped"
     assert (info["uptime_hours"], info["connect"], data["warnings"]) == (None, None, [])
@@ -87,9 +87,9 @@ def test_a_stopped_instance_has_no_uptime_and_no_connect(ec2, monkeypatch):
 
 def test_status_json_connect_object(ec2):
     (instance,), _ = provision()
-    data = json.loads(json.dumps(cloud_tasks.status_data()))
+    data = json.loads(json.dumps(status_data()))
     connect = data["instances"][0]["connect"]
-    key_file = lab_state.load_state()["key_file"]
+    key_file = load_state()["key_file"]
     assert connect == {
         "ssh_command": f"ssh -i {key_file} ubuntu@{instance['PublicIpAddress']}",
         "mobaxterm": {
@@ -105,7 +105,7 @@ def test_status_json_connect_object(ec2):
 @pytest.mark.parametrize("bad", ["soon", "0", "-1"])
 def test_bad_warn_hours_is_one_line(ec2, bad):
     with pytest.raises(LabError, match="--warn-hours") as failure:
-        cloud_tasks.status_data(target="aws", warn_hours=bad)
+        status_data(target="aws", warn_hours=bad)
     assert "\n" not in str(failure.value)
 
 

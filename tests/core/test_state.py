@@ -18,8 +18,10 @@ def test_state_dir_from_env_is_private(tmp_path, monkeypatch):
 def test_state_round_trip_and_file_mode(tmp_path, monkeypatch):
     monkeypatch.setenv("LAB_STATE_DIR", str(tmp_path))
     assert state.load_state() == {}
-    state.update_state(target="sandbox", region="ap-northeast-2")
-    state.update_state(instance_ids=["i-1"])
+    state.LabState(target="sandbox", region="ap-northeast-2").save()
+    recorded = state.LabState.load()
+    recorded.instance_ids = ["i-1"]
+    recorded.save()
     assert state.load_state() == {"target": "sandbox", "region": "ap-northeast-2", "instance_ids": ["i-1"]}
     assert stat.S_IMODE((tmp_path / "state.json").stat().st_mode) == 0o600
 

@@ -11,19 +11,22 @@ import pytest
 
 from infra import instances
 from infra.tags import resource_name
-from labctl import cloud_tasks
-from labctl import state as lab_state
 from labctl.errors import LabError
+from labctl.options import ProvisionOptions
 from labctl.output import Report
+from labctl.single import provisioning
+from labctl.state import STATE_FILE, load_state, state_dir
+from labctl.status import status_data
+from labctl.teardown import teardown
 
 from .conftest import REGION, TEST_CIDR
 
 LAB = "netlab"
 
 
-def _options(**overrides) -> cloud_tasks.ProvisionOptions:
+def _options(**overrides) -> ProvisionOptions:
     defaults = dict(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True)
-    return cloud_tasks.ProvisionOptions(**{**defaults, **overrides})
+    return ProvisionOptions(**{**defaults, **overrides})
 
 
 def _run(func, *args, **kwargs) -> tuple[object, list[str]]:
@@ -47,7 +50,7 @@ def _inventory(ec2) -> dict:
 
 
 def test_provision_creates_key_group_and_one_tagged_instance(ec2):
-    described, lines = _run(cloud_tasks.provision, _options())
+    described, lines = _run(provisioning.provision, _options())
     assert lines[0] == f"provision: target aws, region {REGION}, lab {LAB}"
     assert len(described) == 1
     instance = described[0]
@@ -57,23 +60,23 @@ def test_provision_creates_key_group_and_one_tagged_instance(ec2):
     assert tags == {"labctl:project": "labctl", "labctl:lab": LAB, "Name": resource_name(LAB)}
     assert any(instance["InstanceId"] in line and instance["PublicIpAddress"] in line for line in lines)
     assert lines[-1] == "done"
-    key_file = Path(lab_state.load_state()["key_file"])
+    key_file = Path(load_state()["key_file"])
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
 
 
 def test_second_provision_creates_and_changes_nothing_and_says_so(ec2):
-    _run(cloud_tasks.provision, _options())
+    _run(provisioning.provision, _options())
     before = _inventory(ec2)
-    _, lines = _run(cloud_tasks.provision, _options())
+    _, lines = _run(provisioning.provision, _options())
     assert _inventory(ec2) == before
     assert lines[-1].startswith("nothing to do")
     assert not any(line.strip().startswith(("created", "changed", "started")) for line in lines)
 
 
 def test_stopped_instance_is_started_not_duplicated(ec2):
-    (first,), _ = _run(cloud_tasks.provision, _options())
+    (first,), _ = _run(provisioning.provision, _options())
     ec2.stop_instances(InstanceIds=[first["InstanceId"]])
-    described, lines = _run(cloud_tasks.provision, _options())
+    described, lines = _run(provisioning.provision, _options())
     assert [i["InstanceId"] for i in described] == [first["InstanceId"]]
     assert described[0]["State"]["Name"] == "running"
     assert any(line.strip().startswith("started") and first["InstanceId"] in line for line in lines)
@@ -81,9 +84,9 @@ def test_stopped_instance_is_started_not_duplicated(ec2):
 
 
 def test_terminated_instance_is_replaced(ec2):
-    (first,), _ = _run(cloud_tasks.provision, _options())
+    (first,), _ = _run(provisioning.provision, _options())
     ec2.terminate_instances(InstanceIds=[first["InstanceId"]])
-    (second,), _ = _run(cloud_tasks.provision, _options())
+    (second,), _ = _run(provisioning.provision, _options())
     assert second["InstanceId"] != first["InstanceId"]
     assert [i["InstanceId"] for i in instances.find_instances(ec2, LAB)] == [second["InstanceId"]]
 
@@ -94,14 +97,14 @@ def test_interrupted_after_the_group_before_the_instance_then_rerun_converges(ec
 
     with monkeypatch.context() as patch, pytest.raises(LabError) as failure:
         patch.setattr(instances, "ensure_instances", interrupt)
-        _run(cloud_tasks.provision, _options())
+        _run(provisioning.provision, _options())
     message = str(failure.value)
     assert "\n" not in message
     assert "created key pair labctl-netlab" in message and "created security group labctl-netlab" in message
     assert "Re-run `fab provision` to converge, or `fab teardown`" in message
     assert instances.find_instances(ec2, LAB) == []
 
-    described, lines = _run(cloud_tasks.provision, _options())
+    described, lines = _run(provisioning.provision, _options())
     assert len(described) == 1
     statuses = [
         line.split()[0] for line in lines[1:] if line.startswith("  ") and not line.startswith("  image")
@@ -119,22 +122,22 @@ def test_interrupted_after_the_group_before_the_instance_then_rerun_converges(ec
 
 def test_plan_changes_nothing_and_lists_what_would_be_created(ec2):
     before = _inventory(ec2)
-    _, lines = _run(cloud_tasks.plan, _options())
+    _, lines = _run(provisioning.plan, _options())
     assert _inventory(ec2) == before
     assert lines[0].startswith("plan: target aws")
     assert sum("would create" in line for line in lines) == 3
-    assert not (lab_state.state_dir() / "keys" / "labctl-netlab.pem").exists()
+    assert not (state_dir() / "keys" / "labctl-netlab.pem").exists()
 
 
 def test_plan_after_provision_says_nothing_to_do(ec2):
-    _run(cloud_tasks.provision, _options())
-    _, lines = _run(cloud_tasks.plan, _options())
+    _run(provisioning.provision, _options())
+    _, lines = _run(provisioning.plan, _options())
     assert lines[-1].startswith("nothing to do")
 
 
 def test_dry_run_provision_is_the_plan(ec2):
     before = _inventory(ec2)
-    _, lines = _run(cloud_tasks.provision, _options(dry_run=True))
+    _, lines = _run(provisioning.provision, _options(dry_run=True))
     assert _inventory(ec2) == before
     assert any("would create" in line for line in lines)
 
@@ -160,11 +163,11 @@ def _make_lookalikes(ec2) -> dict:
 
 
 def test_teardown_removes_everything_of_ours_and_keeps_lookalikes(ec2):
-    _run(cloud_tasks.provision, _options())
-    key_file = Path(lab_state.load_state()["key_file"])
+    _run(provisioning.provision, _options())
+    key_file = Path(load_state()["key_file"])
     lookalikes = _make_lookalikes(ec2)
 
-    results, lines = _run(cloud_tasks.teardown)
+    results, lines = _run(teardown)
 
     assert lines[0] == f"teardown: target aws, region {REGION}, lab {LAB}"
     assert instances.find_instances(ec2, LAB) == []
@@ -181,27 +184,27 @@ def test_teardown_removes_everything_of_ours_and_keeps_lookalikes(ec2):
 
 def test_teardown_keeps_an_untagged_lookalike_key_pair(ec2):
     ec2.create_key_pair(KeyName=resource_name(LAB))
-    _, lines = _run(cloud_tasks.teardown, target="aws")
+    _, lines = _run(teardown, target="aws")
     assert ec2.describe_key_pairs(KeyNames=[resource_name(LAB)])["KeyPairs"]
     assert any("not ours" in line and "key pair" in line for line in lines)
 
 
 def test_second_teardown_says_nothing_to_do(ec2):
-    _run(cloud_tasks.provision, _options())
-    _run(cloud_tasks.teardown)
-    results, lines = _run(cloud_tasks.teardown)
+    _run(provisioning.provision, _options())
+    _run(teardown)
+    results, lines = _run(teardown)
     assert not any(r.is_change for r in results)
     assert lines[-1].startswith("nothing to do")
 
 
 def test_teardown_keep_key_keeps_pair_and_file(ec2):
-    _run(cloud_tasks.provision, _options())
-    key_file = Path(lab_state.load_state()["key_file"])
-    _run(cloud_tasks.teardown, keep_key=True)
+    _run(provisioning.provision, _options())
+    key_file = Path(load_state()["key_file"])
+    _run(teardown, keep_key=True)
     assert key_file.exists()
     assert ec2.describe_key_pairs(KeyNames=[resource_name(LAB)])["KeyPairs"]
-    assert lab_state.load_state()["key_file"] == str(key_file)
-    _, lines = _run(cloud_tasks.provision, _options())
+    assert load_state()["key_file"] == str(key_file)
+    _, lines = _run(provisioning.provision, _options())
     assert any(line.strip().startswith("ok") and "key pair" in line for line in lines)
 
 
@@ -238,11 +241,11 @@ INSTANCE_KEYS = {
 
 
 def test_status_json_has_the_documented_stable_keys(ec2):
-    empty = cloud_tasks.status_data(target="aws")
+    empty = status_data(target="aws")
     assert set(empty) == STATUS_KEYS
     assert (empty["instances"], empty["security_group"], empty["key_pair"]) == ([], None, None)
-    _run(cloud_tasks.provision, _options())
-    data = json.loads(json.dumps(cloud_tasks.status_data()))
+    _run(provisioning.provision, _options())
+    data = json.loads(json.dumps(status_data()))
     assert set(data) == STATUS_KEYS
     assert data["endpoint"] is None and data["target"] == "aws" and data["region"] == REGION
     (instance,) = data["instances"]
@@ -260,37 +263,37 @@ def test_status_json_has_the_documented_stable_keys(ec2):
 
 
 def test_status_rebuilds_a_missing_state_file_from_tags(ec2):
-    (instance,), _ = _run(cloud_tasks.provision, _options())
-    group_id = lab_state.load_state()["security_group_id"]
-    (lab_state.state_dir() / lab_state.STATE_FILE).unlink()
-    cloud_tasks.status_data(target="aws", name=LAB)
-    rebuilt = lab_state.load_state()
+    (instance,), _ = _run(provisioning.provision, _options())
+    group_id = load_state()["security_group_id"]
+    (state_dir() / STATE_FILE).unlink()
+    status_data(target="aws", name=LAB)
+    rebuilt = load_state()
     assert rebuilt["instance_ids"] == [instance["InstanceId"]]
     assert rebuilt["security_group_id"] == group_id
     assert rebuilt["target"] == "aws" and rebuilt["lab"] == LAB
 
 
 def test_labs_with_different_names_do_not_see_each_other(ec2):
-    _run(cloud_tasks.provision, _options(name="alpha"))
-    _run(cloud_tasks.provision, _options(name="beta"))
+    _run(provisioning.provision, _options(name="alpha"))
+    _run(provisioning.provision, _options(name="beta"))
     assert len(instances.find_instances(ec2, "alpha")) == 1
-    _run(cloud_tasks.teardown, name="alpha")
+    _run(teardown, name="alpha")
     assert instances.find_instances(ec2, "alpha") == []
     assert len(instances.find_instances(ec2, "beta")) == 1
 
 
 def test_instance_type_and_release_options_are_used(ec2):
-    (instance,), _ = _run(cloud_tasks.provision, _options(instance_type="t3.small", release="24.04"))
+    (instance,), _ = _run(provisioning.provision, _options(instance_type="t3.small", release="24.04"))
     image = ec2.describe_images(ImageIds=[instance["ImageId"]])["Images"][0]
     assert instance["InstanceType"] == "t3.small"
     assert "noble-24.04" in image["Name"]
 
 
 def test_several_instances_are_converged_to_the_count(ec2):
-    described, _ = _run(cloud_tasks.provision, _options(count=2))
+    described, _ = _run(provisioning.provision, _options(count=2))
     assert len(described) == 2
     ec2.stop_instances(InstanceIds=[described[0]["InstanceId"]])
-    again, lines = _run(cloud_tasks.provision, _options(count=2))
+    again, lines = _run(provisioning.provision, _options(count=2))
     assert sorted(i["InstanceId"] for i in again) == sorted(i["InstanceId"] for i in described)
     assert all(i["State"]["Name"] == "running" for i in again)
     assert sum(line.strip().startswith("started") for line in lines) == 1

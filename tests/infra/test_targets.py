@@ -11,11 +11,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra import console
-from labctl import cloud_tasks, targets
-from labctl import state as lab_state
+from labctl import targets
 from labctl.errors import LabError
 from labctl.hostkeys import parse_host_keys
+from labctl.options import ProvisionOptions
 from labctl.output import Report
+from labctl.single import provisioning
+from labctl.state import load_state
+from labctl.status import status_data
+from labctl.teardown import teardown
 
 from .conftest import REGION, TEST_CIDR
 
@@ -72,8 +76,8 @@ def test_last_block_wins_after_a_reboot():
 
 
 def _provision() -> dict:
-    options = cloud_tasks.ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True)
-    (instance,) = cloud_tasks.provision(options, Report(io.StringIO()))
+    options = ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True)
+    (instance,) = provisioning.provision(options, Report(io.StringIO()))
     return instance
 
 
@@ -83,7 +87,7 @@ def test_host_targets_carry_address_key_file_and_pinned_keys(aws, monkeypatch):
     (host,) = targets.host_targets()
     assert host.address == instance["PublicIpAddress"]
     assert host.instance_id == instance["InstanceId"]
-    assert host.key_file == lab_state.load_state()["key_file"]
+    assert host.key_file == load_state()["key_file"]
     assert host.host_keys == (ED25519,)
     assert (host.user, host.port, host.target) == ("ubuntu", 22, "aws")
 
@@ -127,9 +131,9 @@ def test_provision_without_cloud_only_on_an_emulator_never_reaches_the_host(aws,
 
     emulator = targets.Cloud("aws", REGION, "http://127.0.0.1:5000", boto3.client("ec2", region_name=REGION))
     monkeypatch.setattr(targets, "connect", lambda *args, **kwargs: emulator)
-    options = cloud_tasks.ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR)
+    options = ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR)
     with pytest.raises(LabError, match="refusing to connect"):
-        cloud_tasks.provision(options, Report(io.StringIO()))
+        provisioning.provision(options, Report(io.StringIO()))
 
 
 def test_host_targets_without_a_provisioned_lab_is_a_clear_error(aws):
@@ -141,7 +145,7 @@ def test_host_targets_with_a_missing_key_file_is_a_clear_error(aws):
     from pathlib import Path
 
     _provision()
-    Path(lab_state.load_state()["key_file"]).unlink()
+    Path(load_state()["key_file"]).unlink()
     with pytest.raises(LabError, match="key file .* is missing"):
         targets.host_targets()
 
@@ -192,15 +196,15 @@ def stopped_sandbox(monkeypatch):
 
 def test_plan_status_teardown_never_start_a_stopped_sandbox(stopped_sandbox):
     out = io.StringIO()
-    cloud_tasks.plan(cloud_tasks.ProvisionOptions(target="sandbox"), Report(out))
+    provisioning.plan(ProvisionOptions(target="sandbox"), Report(out))
     assert out.getvalue().splitlines()[0] == "plan: target sandbox, region ap-northeast-2, lab netlab"
     assert out.getvalue().count("would create") == 3
 
-    data = cloud_tasks.status_data(target="sandbox")
+    data = status_data(target="sandbox")
     assert (data["endpoint"], data["instances"], data["sandbox"]["running"]) == (None, [], False)
 
     out = io.StringIO()
-    cloud_tasks.teardown(target="sandbox", report=Report(out))
+    teardown(target="sandbox", report=Report(out))
     assert out.getvalue().splitlines()[-1].startswith("nothing to do")
     assert "ensure_running" not in stopped_sandbox.calls
     assert "cleanup_orphans" in stopped_sandbox.calls

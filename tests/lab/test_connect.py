@@ -9,7 +9,7 @@ import pytest
 
 from lab import connect
 from lab.remote import Host
-from lab.result import Report
+from lab.result import HostReport
 from lab.target import HostTarget
 from labctl.errors import LabError
 from tests.lab.local_sshd import keygen
@@ -156,6 +156,6 @@ def test_a_command_that_hangs_is_a_lab_error(sshd):
     conn = connect.open_connection(target_for(sshd, pinned), ssh_timeout=10)
     try:
         with pytest.raises(LabError, match="`sleep 30` did not finish within 1 s"):
-            Host(conn, "local", Report()).run("sleep 30", timeout=1)
+            Host(conn, "local", HostReport()).run("sleep 30", timeout=1)
     finally:
         conn.close()

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import paramiko
 import pytest
 
-from lab.provision import ProvisionOptions
+from lab.provision import HostOptions
 from lab.result import OK
 from labctl import host_tasks
 
@@ -43,7 +43,7 @@ def counting_ssh(monkeypatch):
 
 
 def provision(box, dry_run=False):
-    return host_tasks.provision_hosts([box.target], ProvisionOptions(), dry_run, out=io.StringIO())
+    return host_tasks.provision_hosts([box.target], HostOptions(), dry_run, out=io.StringIO())
 
 
 def deploy(box, dry_run=False):

@@ -1,19 +1,16 @@
-"""Class mode: one lab per student (`fab provision --students FILE` or `--count N`), in parallel.
+"""Class mode's run: every student's lab, in parallel (`fab provision --students FILE` or `--count N`).
 
-Each student's lab is an ordinary lab named `<class>-<student>` (key pair, security group, instance),
-tagged in addition with the class (the lab `--name`) and the student id, so `fab status` and `fab teardown`
-find the whole class by tags. Each student gets an own security group by default (a broken or widened rule
-touches one student only, and a student's `cidr` opens only their own lab); `--shared-sg` makes one group
-`labctl-<class>--shared` whose rules are the union of the operator's and all students' CIDRs.
+Each student gets an own security group by default (a broken or widened rule touches one student only,
+and a student's `cidr` opens only their own lab); `--shared-sg` makes one group `labctl-<class>--shared`
+whose rules are the union of the operator's and all students' CIDRs.
 
 Every student runs cloud → provision (host setup) → deploy (echo server) → verify on a bounded pool of
 daemon threads, over one SSH connection per student. One student's failure never stops the others. The
-report (one row per student, `labctl.class_report`) is written to the state dir as `class-<name>.json` and
-`.csv`; a re-run skips students whose last verify passed (unless `redo_all`) and retries the others.
+report (one row per student, `labctl.classmode.report`) is written to the state dir as `class-<name>.json`
+and `.csv`; a re-run skips students whose last verify passed (unless `redo_all`) and retries the others.
 
-The rest lives next door: `--dry-run` in `labctl.class_plan`, `--auto-stop` in `labctl.class_autostop`,
-Ctrl-C in `labctl.class_cancel` (stop, close the SSH connections) and `labctl.class_interrupt` (the one
-line), `fab status` / `fab teardown` in `labctl.class_status`.
+The rest lives next door in `labctl.classmode`: `--dry-run` in `plan`, `--auto-stop` in `autostop`,
+Ctrl-C in `cancel` (stop, close the SSH connections) and `interrupt` (the one line).
 """
 
 from __future__ import annotations
@@ -22,73 +19,43 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TYPE_CHECKING, Callable, TextIO
 
-from infra import ami as amis
-from infra import cidr as cidrs
-from infra import instances, keys, operator_ip
-from infra import security_group as groups
-from infra.autostop import validate_hours
+from infra import instances, keys, security_group
 from infra.errors import aws_errors
 from infra.results import Result
-from infra.tags import CLASS_KEY, PROJECT_KEY, PROJECT_VALUE, STUDENT_KEY, resource_name
+from infra.tags import resource_name
 from lab import deploy
-from lab import verify as checks
-from lab.provision import ProvisionOptions as HostOptions
-from lab.provision import provision as provision_host
+from lab.provision import HostOptions, provision
 from lab.remote import Host
-from lab.result import Report as HostReport
+from lab.result import HostReport
 from lab.target import HostTarget
-from labctl import state as lab_state
+from lab.verify import verify_from_here, verify_on_host
 from labctl import targets
-from labctl.class_cancel import CancellableProgress, CancelScope, run_bounded, run_on_host
-from labctl.class_report import (  # noqa: F401 - the report's names, re-exported for callers and tests
-    NOT_RUN,
-    StudentRow,
-    load_rows,
-    report_paths,
-    report_table,
-    write_private,
-    write_report,
+from labctl.classmode import autostop, interrupt, plan, shared
+from labctl.classmode.cancel import CancellableProgress, run_bounded, run_on_host
+from labctl.classmode.progress import DONE, FAILED, RUNNING, SKIPPED, Progress
+from labctl.classmode.report import StudentRow, load_rows, report_table, write_private, write_report
+from labctl.classmode.roster import Student, numbered_students, read_students
+from labctl.classmode.shared import (
+    DEFAULT_PARALLEL,
+    FAIL,
+    INTERRUPTED,
+    PASS,
+    PHASES,
+    ClassOptions,
+    ClassRun,
+    class_tags,
+    shared_group_lab,
+    student_lab,
 )
 from labctl.errors import LabError
+from labctl.labref import LabRef, resolve_lab
 from labctl.output import header
-from labctl.progress import DONE, FAILED, RUNNING, SKIPPED, Progress
-from labctl.roster import Student
+from labctl.state import CLASS_MODE, LabState, key_dir
 
-PHASES = ("cloud", "provision", "deploy", "verify")
-DEFAULT_PARALLEL = 10  # a lab group at once; on AWS the work runs on the instances, here a thread each
-PASS = "pass"
-FAIL = "fail"
-INTERRUPTED = "interrupted"
-SHARED_SUFFIX = "--shared"  # student ids start with a letter or digit, so no student lab ends like this
-
-
-@dataclass(frozen=True)
-class ClassOptions:
-    """What class mode adds to `fab provision`."""
-
-    students: tuple[Student, ...]
-    parallel: int = DEFAULT_PARALLEL
-    shared_sg: bool = False
-    redo_all: bool = False
-
-
-@dataclass(frozen=True)
-class ClassRun:
-    """Everything the per-student pipelines share (read-only)."""
-
-    ref: object  # labctl.cloud_tasks.LabRef
-    cloud: targets.Cloud
-    image_id: str
-    vpc_id: str
-    operator_cidr: str
-    instance_type: str
-    public_key: str | None
-    cloud_only: bool
-    host_options: HostOptions
-    shared_group_id: str | None = None
-    scope: CancelScope = field(default_factory=CancelScope)  # Ctrl-C (labctl.class_cancel)
+if TYPE_CHECKING:
+    from labctl.options import ProvisionOptions
 
 
 @dataclass
@@ -96,44 +63,6 @@ class StudentOutcome:
     row: StudentRow
     cloud_results: list[Result] = field(default_factory=list)
 
-
-# --- names and tags ---------------------------------------------------------------------------------------
-
-
-def student_lab(class_name: str, student_id: str) -> str:
-    """The lab name of one student's lab, e.g. `netlab-s03` (checked like any lab name)."""
-    from labctl.cloud_tasks import validate_lab_name
-
-    lab = f"{class_name}-{student_id}"
-    try:
-        return validate_lab_name(lab)
-    except LabError:
-        raise LabError(
-            f"student {student_id!r} of class {class_name!r} makes the lab name {lab!r}, longer than 40 "
-            "characters: use a shorter --name or shorter student ids"
-        ) from None
-
-
-def shared_group_lab(class_name: str) -> str:
-    return f"{class_name}{SHARED_SUFFIX}"
-
-
-def class_tags(class_name: str, student_id: str | None = None) -> dict[str, str]:
-    tags = {CLASS_KEY: class_name}
-    if student_id:
-        tags[STUDENT_KEY] = student_id
-    return tags
-
-
-def class_filters(class_name: str) -> list[dict]:
-    """describe_* filters matching only resources labctl tagged as this class's."""
-    return [
-        {"Name": f"tag:{PROJECT_KEY}", "Values": [PROJECT_VALUE]},
-        {"Name": f"tag:{CLASS_KEY}", "Values": [class_name]},
-    ]
-
-
-# --- the report in the state dir --------------------------------------------------------------------------
 
 # --- one student's cloud part -----------------------------------------------------------------------------
 
@@ -145,7 +74,7 @@ def _public_key_file(student: Student, key_name: str, default: str | None) -> Pa
         return None
     if not value.startswith(("ssh-", "ecdsa-", "sk-")):
         return Path(value).expanduser()
-    path = lab_state.key_dir() / f"{key_name}.pub"
+    path = key_dir() / f"{key_name}.pub"
     if not path.exists() or path.read_text().strip() != value.strip():
         write_private(path, value.strip() + "\n")
     return path
@@ -155,7 +84,7 @@ def _student_group(run: ClassRun, lab: str, student: Student, results: list[Resu
     if run.shared_group_id:
         return run.shared_group_id
     sources = sorted({run.operator_cidr, student.cidr or run.operator_cidr})
-    found, group_id = groups.ensure_security_group(
+    found, group_id = security_group.ensure_security_group(
         run.cloud.ec2, lab, run.vpc_id, sources, tags=class_tags(run.ref.lab, student.id)
     )
     results.extend(found)
@@ -170,7 +99,7 @@ def cloud_part(run: ClassRun, student: Student) -> tuple[dict, Path | None, list
     public_key = _public_key_file(student, key_name, run.public_key)
     with aws_errors():
         result, key_file = keys.ensure_key_pair(
-            run.cloud.ec2, lab, key_name, lab_state.key_dir(), public_key, tags=tags
+            run.cloud.ec2, lab, key_name, key_dir(), public_key, tags=tags
         )
         results = [result]
         group_id = _student_group(run, lab, student, results)
@@ -185,8 +114,8 @@ def cloud_part(run: ClassRun, student: Student) -> tuple[dict, Path | None, list
 
 
 def _verify(host: Host, target: HostTarget) -> None:
-    checks.verify_from_here(host.report, target.name, target.address)
-    checks.verify_on_host(host)
+    verify_from_here(host.report, target.name, target.address)
+    verify_on_host(host)
 
 
 def _first_failed_check(report: HostReport) -> str:
@@ -200,7 +129,7 @@ def host_part(run: ClassRun, target: HostTarget, row: StudentRow, progress: Prog
     report = HostReport()
     current = ["provision"]
     steps: list[tuple[str, Callable[[Host], object]]] = [
-        ("provision", lambda h: provision_host(h, run.host_options)),
+        ("provision", lambda h: provision(h, run.host_options)),
         ("deploy", lambda h: deploy.deploy_echo(h, choice)),
         ("verify", lambda h: _verify(h, target)),
     ]
@@ -309,25 +238,20 @@ def _finished(outcome: StudentOutcome) -> StudentOutcome:
 # --- the class --------------------------------------------------------------------------------------------
 
 
-def _record_class(run: ClassRun, options: ClassOptions) -> None:
-    previous = lab_state.load_state()
-    keep = {k: v for k, v in previous.items() if previous.get("lab") == run.ref.lab}
-    keep.update(
-        target=run.ref.target,
-        region=run.ref.region,
-        lab=run.ref.lab,
-        endpoint=run.cloud.endpoint_url,
-        mode="class",
-        students=[s.id for s in options.students],
-        shared_sg=options.shared_sg,
+def _record_class(run: ClassRun, options: ClassOptions, recorded: LabState) -> None:
+    state = recorded.for_lab(run.ref.target, run.ref.region, run.ref.lab, run.cloud.endpoint_url)
+    state.mode, state.students, state.shared_sg = (
+        CLASS_MODE,
+        [s.id for s in options.students],
+        options.shared_sg,
     )
-    lab_state.save_state(keep)
+    state.save()
 
 
 def _shared_group(run: ClassRun, options: ClassOptions, out: TextIO) -> str:
     sources = sorted({run.operator_cidr} | {s.cidr for s in options.students if s.cidr})
     with aws_errors():
-        results, group_id = groups.ensure_security_group(
+        results, group_id = security_group.ensure_security_group(
             run.cloud.ec2, shared_group_lab(run.ref.lab), run.vpc_id, sources, tags=class_tags(run.ref.lab)
         )
     for result in results:
@@ -335,35 +259,18 @@ def _shared_group(run: ClassRun, options: ClassOptions, out: TextIO) -> str:
     return group_id or ""
 
 
-def class_inputs(ref, options, host_options: HostOptions, cloud: targets.Cloud, out: TextIO) -> ClassRun:
-    """Check the inputs once (image, VPC, CIDR) on `cloud`; creates nothing (also used by the dry run)."""
-    source = cidrs.resolve_source_cidr(
-        options.ssh_cidr, options.open_world, cloud.real_aws, lambda: operator_ip.operator_public_ip()
-    )
-    if source.warning:
-        print(f"warning: {source.warning}", file=out, flush=True)
-    with aws_errors():
-        image = amis.find_ami(cloud.ec2, cloud.ssm, options.release, options.ami)
-        vpc_id = groups.default_vpc_id(cloud.ec2, ref.region)
-    return ClassRun(
-        ref,
-        cloud,
-        image["ImageId"],
-        vpc_id,
-        source.cidr,
-        options.instance_type,
-        options.public_key,
-        options.cloud_only,
-        host_options.check(),
-    )
-
-
-def _prepare(ref, options, class_options: ClassOptions, host_options: HostOptions, out: TextIO) -> ClassRun:
-    """Connect, check the inputs, record the class and make the shared group when asked."""
-    cloud = targets.connect(ref.target, ref.region)
-    assert cloud is not None  # start_sandbox=True always gives a cloud
-    run = class_inputs(ref, options, host_options, cloud, out)
-    _record_class(run, class_options)
+def _prepare(
+    ref: LabRef,
+    recorded: LabState,
+    cloud: targets.Cloud,
+    options: ProvisionOptions,
+    class_options: ClassOptions,
+    host_options: HostOptions,
+    out: TextIO,
+) -> ClassRun:
+    """Check the inputs, record the class and make the shared group when asked."""
+    run = shared.class_inputs(ref, options, host_options, cloud, out)
+    _record_class(run, class_options, recorded)
     if class_options.shared_sg:
         run = replace(run, shared_group_id=_shared_group(run, class_options, out))
     return run
@@ -381,7 +288,7 @@ def _check_class_options(class_options: ClassOptions) -> None:
 
 
 def provision_class(
-    options,
+    options: ProvisionOptions,
     class_options: ClassOptions,
     host_options: HostOptions | None = None,
     out: TextIO | None = None,
@@ -389,17 +296,14 @@ def provision_class(
 ) -> list[StudentRow]:
     """`fab provision --students/--count`: every student's lab, in parallel; LabError naming the failed ones.
 
-    `options` is a labctl.cloud_tasks.ProvisionOptions (its name is the class); its `dry_run` only plans
-    (labctl.class_plan), its `auto_stop` sets auto-stop on every student's instance (labctl.class_autostop).
-    Ctrl-C stops the run within seconds, writes the report and raises LabInterrupted naming what exists.
+    `options.name` is the class; its `dry_run` only plans (labctl.classmode.plan), its `auto_stop` sets
+    auto-stop on every student's instance (labctl.classmode.autostop). Ctrl-C stops the run within
+    seconds, writes the report and raises LabInterrupted naming what exists.
     """
-    from labctl.cloud_tasks import resolve_lab
-
     out = out or sys.stdout
     _check_class_options(class_options)
-    if options.auto_stop is not None:
-        options = replace(options, auto_stop=validate_hours(options.auto_stop))
-    ref = resolve_lab(options.target, options.region, options.name)
+    recorded = LabState.load()
+    ref = resolve_lab(options.target, options.region, options.name, recorded)
     for student in class_options.students:
         student_lab(ref.lab, student.id)
     dry_run = " dry run: nothing is changed" if options.dry_run else ""
@@ -415,25 +319,26 @@ def provision_class(
     if skipped:
         print(f"  skipped (their last verify passed; --all runs them again): {', '.join(skipped)}", file=out)
     if options.dry_run:
-        from labctl import class_plan
-
-        class_plan.plan_class(ref, options, class_options, host_options or HostOptions(), to_run, out)
+        plan.plan_class(ref, options, class_options, host_options or HostOptions(), to_run, out)
         return [previous[s.id] for s in class_options.students if s.id in previous]
+    if not to_run and options.auto_stop is None:
+        return _finish(ref, class_options, dict(previous), [], out, [])
     rows = dict(previous)
+    cloud = None
     try:
-        auto_stop_failed = _provision_students(
-            ref, options, class_options, host_options, to_run, rows, out, tty
-        )
+        cloud = targets.connect(ref.target, ref.region)
+        assert cloud is not None  # start_sandbox=True always gives a cloud
+        run = _prepare(ref, recorded, cloud, options, class_options, host_options or HostOptions(), out)
+        auto_stop_failed = _provision_students(run, options, class_options, to_run, rows, out, tty)
     except KeyboardInterrupt:
-        _finish_interrupted(ref, class_options, rows, previous, to_run, out)
+        _finish_interrupted(ref, cloud, class_options, rows, previous, to_run, out)
     return _finish(ref, class_options, rows, [s.id for s in to_run], out, auto_stop_failed)
 
 
 def _provision_students(
-    ref,
-    options,
+    run: ClassRun,
+    options: ProvisionOptions,
     class_options: ClassOptions,
-    host_options: HostOptions | None,
     to_run: list[Student],
     rows: dict[str, StudentRow],
     out: TextIO,
@@ -443,16 +348,11 @@ def _provision_students(
 
     Returns the students whose auto-stop failed.
     """
-    if not to_run and options.auto_stop is None:
-        return []
-    run = _prepare(ref, options, class_options, host_options or HostOptions(), out)
     if to_run:
         _run_students(run, to_run, class_options.parallel, out, tty, rows)
     if options.auto_stop is None:
         return []
-    from labctl import class_autostop
-
-    return class_autostop.apply_class_auto_stop(run, class_options, options.auto_stop, rows, out)
+    return autostop.apply_class_auto_stop(run, class_options, options.auto_stop, rows, out)
 
 
 def _run_students(
@@ -504,7 +404,7 @@ def cloud_change_lines(outcomes: list[StudentOutcome]) -> list[str]:
 
 
 def _write_and_show(
-    ref, class_options: ClassOptions, rows: dict[str, StudentRow], out: TextIO
+    ref: LabRef, class_options: ClassOptions, rows: dict[str, StudentRow], out: TextIO
 ) -> list[StudentRow]:
     ordered = [rows[s.id] for s in class_options.students if s.id in rows]
     json_path, csv_path = write_report(ref.lab, ref.target, ref.region, ordered)
@@ -514,7 +414,7 @@ def _write_and_show(
 
 
 def _finish(
-    ref,
+    ref: LabRef,
     class_options: ClassOptions,
     rows: dict[str, StudentRow],
     ran: list[str],
@@ -536,7 +436,8 @@ def _finish(
 
 
 def _finish_interrupted(
-    ref,
+    ref: LabRef,
+    cloud: targets.Cloud | None,
     class_options: ClassOptions,
     rows: dict[str, StudentRow],
     previous: dict[str, StudentRow],
@@ -544,39 +445,13 @@ def _finish_interrupted(
     out: TextIO,
 ) -> None:
     """After Ctrl-C: the report (interrupted students marked), then LabInterrupted naming what exists."""
-    from labctl.class_interrupt import class_interrupted
-
     for student in to_run:  # a student whose row is still last run's never started in this one
         if student.id not in rows or rows[student.id] is previous.get(student.id):
             row = replace(rows.get(student.id) or StudentRow(student.id, student_lab(ref.lab, student.id)))
             mark_interrupted(row, None)
             rows[student.id] = row
     ordered = _write_and_show(ref, class_options, rows, out)
-    raise class_interrupted(ref, ordered) from None
-
-
-# --- status and teardown (labctl.class_status) ------------------------------------------------------------
-
-
-def class_status(cloud: targets.Cloud, class_name: str) -> dict | None:
-    """The class's labs by student (JSON-ready), or None when no resource carries this class tag."""
-    from labctl import class_status as status
-
-    return status.class_status(cloud, class_name)
-
-
-def class_status_lines(data: dict | None) -> list[str]:
-    """`fab status` lines for the class part (none when there is no class)."""
-    from labctl import class_status as status
-
-    return status.class_status_lines(data)
-
-
-def teardown_class(cloud: targets.Cloud, class_name: str, keep_key: bool = False) -> list[Result]:
-    """Terminate every instance of the class, then delete its groups, key pairs, key files and report."""
-    from labctl import class_status as status
-
-    return status.teardown_class(cloud, class_name, keep_key)
+    raise interrupt.class_interrupted(ref, cloud, ordered) from None
 
 
 # --- the fabfile's entry --------------------------------------------------------------------------------
@@ -590,8 +465,6 @@ def class_provision(
     redo_all: bool = False,
 ) -> Callable[..., list[StudentRow]]:
     """`fab provision --students FILE | --count N ...`: a provision function for the fabfile to call."""
-    from labctl.roster import numbered_students, read_students
-
     if students and count:
         raise LabError("--students and --count contradict each other: pass only one")
     roster = read_students(students) if students else numbered_students(_as_int("--count", count))
@@ -599,7 +472,7 @@ def class_provision(
         tuple(roster), _as_int("--parallel", parallel or DEFAULT_PARALLEL), shared_sg, redo_all
     )
 
-    def run(provision_options, host_options: HostOptions | None = None) -> list[StudentRow]:
+    def run(provision_options: ProvisionOptions, host_options: HostOptions | None = None) -> list[StudentRow]:
         return provision_class(provision_options, options, host_options)
 
     return run

@@ -13,31 +13,35 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, Callable, TextIO
 
-from infra import console, instances, keys
-from infra import security_group as groups
+from infra import console, instances, keys, security_group
 from infra.errors import aws_errors
 from infra.results import CREATED, Result
 from infra.tags import resource_name
 from lab import deploy
-from lab.provision import ProvisionOptions as HostOptions
-from lab.provision import provision as provision_host
+from lab.provision import HostOptions, provision
 from lab.remote import Host
-from lab.result import WOULD_CHANGE
-from lab.result import Report as HostReport
+from lab.result import WOULD_CHANGE, HostReport
 from lab.target import HostTarget
 from labcore.net import check_connectable
-from labctl import classroom, targets
-from labctl import state as lab_state
-from labctl.autostop_task import cloud_half, host_step
-from labctl.class_cancel import run_bounded, run_on_host
-from labctl.class_report import StudentRow
+from labctl import targets
+from labctl.classmode import shared
+from labctl.classmode.cancel import run_bounded, run_on_host
+from labctl.classmode.report import StudentRow, load_rows
+from labctl.classmode.roster import Student
+from labctl.classmode.shared import ClassOptions, ClassRun, class_tags, shared_group_lab, student_lab
 from labctl.errors import LabError, LabInterrupted
 from labctl.hostkeys import parse_host_keys
+from labctl.labref import LabRef
 from labctl.output import format_result
-from labctl.roster import Student
+from labctl.single.auto_stop import cloud_half, host_step
+from labctl.state import state_dir
+
+if TYPE_CHECKING:
+    from labctl.options import ProvisionOptions
 
 CREATE = "create"
 CHANGE = "change"
@@ -60,9 +64,14 @@ class StudentPlan:
 
 
 def plan_class(
-    ref, options, class_options, host_options: HostOptions, to_run: list[Student], out: TextIO
+    ref: LabRef,
+    options: ProvisionOptions,
+    class_options: ClassOptions,
+    host_options: HostOptions,
+    to_run: list[Student],
+    out: TextIO,
 ) -> list[StudentPlan]:
-    """Print every student's plan and the summary line; changes nothing. `ref`/`options` as in classroom."""
+    """Print every student's plan and the summary line; changes nothing."""
     cloud = targets.connect(ref.target, ref.region, start_sandbox=False)
     if cloud is None:
         print("  the sandbox is not running: provision would start it and create every lab below", file=out)
@@ -79,18 +88,18 @@ def plan_class(
 
 
 def _plan_on_cloud(
-    ref,
-    options,
-    class_options,
+    ref: LabRef,
+    options: ProvisionOptions,
+    class_options: ClassOptions,
     host_options: HostOptions,
     to_run: list[Student],
     cloud: targets.Cloud,
     out: TextIO,
 ) -> list[StudentPlan]:
-    run = classroom.class_inputs(ref, options, host_options, cloud, out)
+    run = shared.class_inputs(ref, options, host_options, cloud, out)
     if class_options.shared_sg:
         run = replace(run, shared_group_id=_print_shared_group_plan(run, class_options, out) or "")
-    previous = classroom.load_rows(ref.lab)
+    previous = load_rows(ref.lab)
     students = list(class_options.students)
 
     def plan(student: Student) -> StudentPlan:
@@ -103,21 +112,23 @@ def _plan_on_cloud(
     return [p for p in plans if p is not None]
 
 
-def _print_shared_group_plan(run, class_options, out: TextIO) -> str | None:
+def _print_shared_group_plan(run: ClassRun, class_options: ClassOptions, out: TextIO) -> str | None:
     """The shared group's plan lines; returns its id (None when it would be created)."""
     sources = sorted({run.operator_cidr} | {s.cidr for s in class_options.students if s.cidr})
     with aws_errors():
-        results, group_id = groups.ensure_security_group(
-            run.cloud.ec2, classroom.shared_group_lab(run.ref.lab), run.vpc_id, sources, dry_run=True
+        results, group_id = security_group.ensure_security_group(
+            run.cloud.ec2, shared_group_lab(run.ref.lab), run.vpc_id, sources, dry_run=True
         )
     for result in results:
         print(f"  shared: {format_result(result).strip()}", file=out)
     return group_id
 
 
-def _plan_without_cloud(class_name: str, student: Student, options, shared_sg: bool) -> StudentPlan:
+def _plan_without_cloud(
+    class_name: str, student: Student, options: ProvisionOptions, shared_sg: bool
+) -> StudentPlan:
     plan = StudentPlan(student.id, verdict=CREATE)
-    name = resource_name(classroom.student_lab(class_name, student.id))
+    name = resource_name(student_lab(class_name, student.id))
     planned = [Result(CREATED, f"key pair {name}", planned=True)]
     planned += [] if shared_sg else [Result(CREATED, f"security group {name}", planned=True)]
     planned.append(Result(CREATED, "1 instance(s)", planned=True))
@@ -129,7 +140,7 @@ def _plan_without_cloud(class_name: str, student: Student, options, shared_sg: b
 
 
 def plan_student(
-    run, student: Student, redo: bool, hours: float | None, previous: StudentRow | None
+    run: ClassRun, student: Student, redo: bool, hours: float | None, previous: StudentRow | None
 ) -> StudentPlan:
     """One student's plan; an expected problem (e.g. a key pair not ours) becomes a PROBLEM line."""
     plan = StudentPlan(student.id, verdict=UP_TO_DATE if redo else SKIP)
@@ -149,9 +160,14 @@ def plan_student(
 
 
 def _plan_student(
-    run, student: Student, redo: bool, hours: float | None, previous: StudentRow | None, plan: StudentPlan
+    run: ClassRun,
+    student: Student,
+    redo: bool,
+    hours: float | None,
+    previous: StudentRow | None,
+    plan: StudentPlan,
 ) -> None:
-    lab = classroom.student_lab(run.ref.lab, student.id)
+    lab = student_lab(run.ref.lab, student.id)
     key_file = Path(previous.key_file) if previous and previous.key_file else None
     instance_plan: set[str] = set()  # CREATED and/or STARTED when the instance would be made or started
     with aws_errors():
@@ -186,19 +202,21 @@ def _add_results(plan: StudentPlan, results: list[Result]) -> None:
             plan.verdict = CHANGE if plan.verdict in (UP_TO_DATE, SKIP) else plan.verdict
 
 
-def plan_cloud(run, student: Student, lab: str) -> tuple[list[Result], Path | None]:
+def plan_cloud(run: ClassRun, student: Student, lab: str) -> tuple[list[Result], Path | None]:
     """The single lab's plan for one student's key pair, security group and instance; returns its key file."""
     key_name = resource_name(lab)
     with tempfile.TemporaryDirectory(prefix="labctl-plan-") as scratch:
         public_key = _public_key_to_read(student, key_name, run.public_key, Path(scratch))
         key_result, key_file = keys.ensure_key_pair(
-            run.cloud.ec2, lab, key_name, lab_state.state_dir() / "keys", public_key, dry_run=True
+            run.cloud.ec2, lab, key_name, state_dir() / "keys", public_key, dry_run=True
         )
     results = [key_result]
     group_id = run.shared_group_id or ""
     if run.shared_group_id is None:  # "" is a shared group that would be created
         sources = sorted({run.operator_cidr, student.cidr or run.operator_cidr})
-        found, group_id = groups.ensure_security_group(run.cloud.ec2, lab, run.vpc_id, sources, dry_run=True)
+        found, group_id = security_group.ensure_security_group(
+            run.cloud.ec2, lab, run.vpc_id, sources, dry_run=True
+        )
         results += found
     spec = instances.InstanceSpec(
         lab,
@@ -207,7 +225,7 @@ def plan_cloud(run, student: Student, lab: str) -> tuple[list[Result], Path | No
         key_name,
         group_id or "",
         1,
-        tuple(classroom.class_tags(run.ref.lab, student.id).items()),
+        tuple(class_tags(run.ref.lab, student.id).items()),
     )
     return results + instances.plan_instances(run.cloud.ec2, spec), key_file
 
@@ -225,7 +243,13 @@ def _public_key_to_read(student: Student, key_name: str, default: str | None, sc
 
 
 def _plan_host(
-    run, instance: dict, key_file: Path | None, plan: StudentPlan, redo: bool, auto_stop: bool, deadline
+    run: ClassRun,
+    instance: dict,
+    key_file: Path | None,
+    plan: StudentPlan,
+    redo: bool,
+    auto_stop: bool,
+    deadline: datetime | None,
 ) -> None:
     """The host steps in dry-run mode over SSH (read-only facts); the would-change lines go to the plan."""
     if key_file is None or not key_file.exists():
@@ -248,12 +272,14 @@ def _plan_host(
             plan.verdict = CHANGE if plan.verdict in (UP_TO_DATE, SKIP) else plan.verdict
 
 
-def _dry_host_job(run, redo: bool, auto_stop: bool, deadline):
+def _dry_host_job(
+    run: ClassRun, redo: bool, auto_stop: bool, deadline: datetime | None
+) -> Callable[[Host], None]:
     choice = deploy.ServerChoice("c", False)
 
     def job(host: Host) -> None:
         if redo:
-            provision_host(host, run.host_options)
+            provision(host, run.host_options)
             deploy.deploy_echo(host, choice)
         if auto_stop:
             host_step(deadline)(host)

@@ -5,16 +5,20 @@ from __future__ import annotations
 from infra import instances
 from infra.tags import STUDENT_KEY, tag_dict
 from labctl import targets
-from labctl.class_report import StudentRow, report_paths
+from labctl.classmode.report import StudentRow, report_paths
+from labctl.classmode.status import find_class
 from labctl.errors import LabInterrupted
 from labctl.interrupts import answer_within
+from labctl.labref import LabRef
 
 
-def existing_by_student(ref) -> dict[str, list[str]]:
-    """What the class's tags find now, by student id ('' for the shared security group)."""
-    from labctl.class_status import find_class
+def existing_by_student(ref: LabRef, cloud: targets.Cloud | None) -> dict[str, list[str]]:
+    """What the class's tags find now, by student id ('' for the shared security group).
 
-    cloud = targets.connect(ref.target, ref.region, start_sandbox=False)
+    `cloud`: the run's Cloud; None when Ctrl-C came before it was connected (then a running sandbox is asked).
+    """
+    if cloud is None:
+        cloud = targets.connect(ref.target, ref.region, start_sandbox=False)
     if cloud is None:
         return {}
     found = find_class(cloud.ec2, ref.lab)
@@ -32,9 +36,9 @@ def existing_by_student(ref) -> dict[str, list[str]]:
     return by_student
 
 
-def _look_up(ref) -> dict[str, list[str]] | str:
+def _look_up(ref: LabRef, cloud: targets.Cloud | None) -> dict[str, list[str]] | str:
     """existing_by_student() within LOOKUP_TIMEOUT seconds, or why not (the API may be what hung)."""
-    return answer_within(lambda: existing_by_student(ref))
+    return answer_within(lambda: existing_by_student(ref, cloud))
 
 
 def where_it_stopped(row: StudentRow) -> str:
@@ -57,9 +61,9 @@ def _student_part(row: StudentRow, found: dict[str, list[str]] | None) -> str:
     return f"{row.student} ({state}): {', '.join(found.get(row.student, [])) or 'nothing'}"
 
 
-def class_interrupted(ref, rows: list[StudentRow]) -> LabInterrupted:
+def class_interrupted(ref: LabRef, cloud: targets.Cloud | None, rows: list[StudentRow]) -> LabInterrupted:
     """The one-line error of an interrupted class run: each student's state and resources, what to do."""
-    found = _look_up(ref)
+    found = _look_up(ref, cloud)
     known = found if isinstance(found, dict) else None
     parts = [_student_part(row, known) for row in rows]
     if known and known.get(""):

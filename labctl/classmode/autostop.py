@@ -16,15 +16,15 @@ from typing import TextIO
 
 from infra import autostop, instances
 from infra.errors import aws_errors
-from lab import autostop as host_autostop
-from lab.result import CHANGED, WOULD_CHANGE
-from lab.result import Report as HostReport
+from lab.autostop import NOT_POSSIBLE
+from lab.result import CHANGED, WOULD_CHANGE, HostReport
 from labctl import targets
-from labctl.autostop_task import cloud_half, host_step
-from labctl.class_cancel import run_bounded, run_on_host
-from labctl.class_report import StudentRow
+from labctl.classmode.cancel import run_bounded, run_on_host
+from labctl.classmode.report import StudentRow
+from labctl.classmode.roster import Student
+from labctl.classmode.shared import ClassOptions, ClassRun, student_lab
 from labctl.errors import LabError
-from labctl.roster import Student
+from labctl.single.auto_stop import cloud_half, host_step
 
 
 def heading(hours: float) -> str:
@@ -35,13 +35,12 @@ def heading(hours: float) -> str:
 
 
 def apply_class_auto_stop(
-    run, class_options, hours: float | str, rows: dict[str, StudentRow], out: TextIO
+    run: ClassRun, class_options: ClassOptions, hours: float, rows: dict[str, StudentRow], out: TextIO
 ) -> list[str]:
     """Auto-stop on every student's running instance; updates `rows`; returns the students it failed for.
 
-    `run` is a labctl.classroom.ClassRun, `class_options` its ClassOptions.
+    `hours` as checked by ProvisionOptions (autostop.OFF cancels).
     """
-    hours = autostop.validate_hours(hours)
     print(heading(hours), file=out, flush=True)
     students = list(class_options.students)
     lines = run_bounded(
@@ -53,7 +52,7 @@ def apply_class_auto_stop(
     return [s.id for s in students if rows[s.id].error.startswith("auto-stop:")]
 
 
-def _one_student(run, student: Student, hours: float, rows: dict[str, StudentRow]) -> list[str]:
+def _one_student(run: ClassRun, student: Student, hours: float, rows: dict[str, StudentRow]) -> list[str]:
     """One student's auto-stop; its row gets the `auto_stop` value or an `auto-stop:` error."""
     row = rows.get(student.id) or StudentRow(student.id, _lab(run, student))
     rows[student.id] = row
@@ -66,9 +65,7 @@ def _one_student(run, student: Student, hours: float, rows: dict[str, StudentRow
         return _failed(row, f"unexpected {type(exc).__name__}: {exc} (please report this)")
 
 
-def _lab(run, student: Student) -> str:
-    from labctl.classroom import student_lab
-
+def _lab(run: ClassRun, student: Student) -> str:
     return student_lab(run.ref.lab, student.id)
 
 
@@ -77,7 +74,7 @@ def _failed(row: StudentRow, message: str) -> list[str]:
     return [f"  {row.student}: auto-stop failed: {message}"]
 
 
-def _auto_stop_lines(run, student: Student, hours: float, row: StudentRow) -> list[str]:
+def _auto_stop_lines(run: ClassRun, student: Student, hours: float, row: StudentRow) -> list[str]:
     with aws_errors():
         running = instances.find_instances(run.cloud.ec2, _lab(run, student), ["running"])
         if not running:
@@ -94,7 +91,7 @@ def auto_stop_text(deadline: datetime | None, hours: float) -> str:
     return f"{autostop.format_deadline(deadline)} ({autostop.hours_text(hours)} h)" if deadline else "off"
 
 
-def _host_half(run, instance: dict, row: StudentRow, deadline: datetime | None) -> list[str]:
+def _host_half(run: ClassRun, instance: dict, row: StudentRow, deadline: datetime | None) -> list[str]:
     if run.cloud_only:
         return []  # as for a single lab: --cloud-only touches the tags only
     key_file = row.key_file if row.key_file and Path(row.key_file).exists() else None
@@ -108,5 +105,5 @@ def _host_half(run, instance: dict, row: StudentRow, deadline: datetime | None) 
     return [
         f"  {row.student}: {r.status} host {r.step}: {r.detail}"
         for r in report.results
-        if r.status in (CHANGED, WOULD_CHANGE, host_autostop.NOT_POSSIBLE)
+        if r.status in (CHANGED, WOULD_CHANGE, NOT_POSSIBLE)
     ]

@@ -16,12 +16,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Callable, TypeVar
 
-from lab.provision import ProvisionOptions as HostOptions
+from lab.provision import HostOptions
 from lab.remote import Host
-from lab.result import Report as HostReport
+from lab.result import HostReport
 from lab.target import HostTarget
+from labctl.classmode.progress import RUNNING, Progress
 from labctl.errors import LabError
-from labctl.progress import RUNNING, Progress
+from labctl.host_tasks import run_on_one_host
 
 GRACE_SECONDS = 3.0  # how long Ctrl-C waits for the students to notice, before it reports anyway
 POLL_SECONDS = 0.2
@@ -156,8 +157,6 @@ def run_on_host(
 
     Expected failures land in `report.errors` (one line), as in labctl.host_tasks.run_on_hosts.
     """
-    from labctl.host_tasks import run_on_one_host
-
     try:
         scope.check()
     except StudentInterrupted as exc:

@@ -5,14 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra import autostop, instances, keys
-from infra import security_group as groups
+from infra import autostop, instances, keys, security_group
 from infra.results import DELETED, Result
 from infra.tags import LAB_KEY, STUDENT_KEY, tag_dict
-from labctl import state as lab_state
 from labctl import status_extras, targets
-from labctl.class_report import load_rows, report_paths
-from labctl.classroom import class_filters
+from labctl.classmode.report import load_rows, report_paths
+from labctl.classmode.shared import class_filters
+from labctl.state import key_dir
 
 
 @dataclass
@@ -66,7 +65,10 @@ def class_status(cloud: targets.Cloud, class_name: str) -> dict | None:
         if STUDENT_KEY in tag_dict(group):
             entry(group)["security_group"] = group["GroupId"]
         else:
-            shared = {"id": group["GroupId"], "rules": [r._asdict() for r in groups.group_rules(group)]}
+            shared = {
+                "id": group["GroupId"],
+                "rules": [r._asdict() for r in security_group.group_rules(group)],
+            }
     for sid, item in students.items():
         row = previous.get(sid)
         item.update(last_verify=row.verify if row else None, ssh_command=row.ssh_command if row else None)
@@ -116,11 +118,11 @@ def teardown_class(cloud: targets.Cloud, class_name: str, keep_key: bool = False
         cloud.ec2.terminate_instances(InstanceIds=ids)
         instances.wait_for(cloud.ec2, "instance_terminated", ids)
         results += [Result(DELETED, f"instance {iid}", f"class {class_name}, terminated") for iid in ids]
-    results += [groups.delete_group(cloud.ec2, group) for group in found.groups]
+    results += [security_group.delete_group(cloud.ec2, group) for group in found.groups]
     for pair in found.key_pairs:
         lab = tag_dict(pair).get(LAB_KEY, "")
-        results += keys.delete_key_pair(cloud.ec2, lab, pair["KeyName"], lab_state.key_dir(), keep_key)
-        results += _delete_file(lab_state.key_dir() / f"{pair['KeyName']}.pub", keep_key)
+        results += keys.delete_key_pair(cloud.ec2, lab, pair["KeyName"], key_dir(), keep_key)
+        results += _delete_file(key_dir() / f"{pair['KeyName']}.pub", keep_key)
     for path in report_paths(class_name):
         results += _delete_file(path, False)
     return results

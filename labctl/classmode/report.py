@@ -13,7 +13,7 @@ import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from labctl import state as lab_state
+from labctl.state import state_dir
 
 NOT_RUN = "not run"
 
@@ -39,7 +39,7 @@ class StudentRow:
 
 
 def report_paths(class_name: str) -> tuple[Path, Path]:
-    base = lab_state.state_dir() / f"class-{class_name}"
+    base = state_dir() / f"class-{class_name}"
     return base.with_suffix(".json"), base.with_suffix(".csv")
 
 
