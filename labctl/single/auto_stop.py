@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Callable
 
+import lab.autostop
 from infra import autostop, uptime
 from infra.errors import aws_errors
 from infra.results import Result
-from lab.autostop import auto_stop, cancel_auto_stop
 
 if TYPE_CHECKING:
     from lab.remote import Host
@@ -62,9 +62,9 @@ def host_step(deadline: datetime | None) -> Callable[[Host], None]:
 
     def step(host: Host) -> None:
         if deadline is None:
-            cancel_auto_stop(host)
+            lab.autostop.cancel_auto_stop(host)
         else:
-            auto_stop(host, int(deadline.timestamp()), autostop.format_deadline(deadline))
+            lab.autostop.auto_stop(host, int(deadline.timestamp()), autostop.format_deadline(deadline))
 
     return step
 
