@@ -60,33 +60,11 @@ def sandbox_control():
 def connect(target: str, region: str, start_sandbox: bool = True) -> Cloud | None:
     """A Cloud for `target`; None when the sandbox is not running and `start_sandbox` is False.
 
-    The Cloud (and its clients) is reused for the rest of the process while nothing it was built from
-    changed (see `_reuse_key`): one EC2 client per process, not one per task or phase.
+    A task connects once and hands the Cloud (and its clients) down to every step that needs it.
     """
     if target == "sandbox":
         return _connect_sandbox(region, start_sandbox)
-    return _reused(("aws", region, None), lambda: _connect_aws(region))
-
-
-_CLOUDS: dict[tuple, Cloud] = {}
-_CLIENT_ENV = ("AWS_", "HOME", "LAB_STATE_DIR")
-
-
-def _reuse_key(target: str, region: str, endpoint: str | None) -> tuple:
-    """Everything a Cloud was built from: target, region, endpoint, the AWS_* environment (profile,
-    credentials, config files), and the client factory itself (tests hook `session.client`)."""
-    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(_CLIENT_ENV)))
-    return (target, region, endpoint, env, session.client)
-
-
-def _reused(where: tuple, build) -> Cloud:
-    key = _reuse_key(*where)
-    cloud = _CLOUDS.get(key)
-    if cloud is None:
-        cloud = build()
-        _CLOUDS.clear()  # keep only the newest: a process talks to one cloud at a time
-        _CLOUDS[key] = cloud
-    return cloud
+    return _connect_aws(region)
 
 
 def _connect_aws(region: str) -> Cloud:
@@ -109,7 +87,7 @@ def _connect_sandbox(region: str, start: bool) -> Cloud | None:
     endpoint = control.ensure_running(directory) if start else control.running_endpoint(directory)
     if not endpoint:
         return None
-    return _reused(("sandbox", region, endpoint), lambda: _sandbox_cloud(region, endpoint))
+    return _sandbox_cloud(region, endpoint)
 
 
 def _sandbox_cloud(region: str, endpoint: str) -> Cloud:

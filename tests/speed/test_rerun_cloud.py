@@ -153,15 +153,19 @@ def test_remembered_sandbox_targets_keep_to_the_sandbox_net(recorded):
     assert targets.remembered_host_targets(replace(state, endpoint="http://127.0.0.1:5000")) == []
 
 
-def test_one_cloud_per_process_until_what_it_was_built_from_changes(monkeypatch):
-    first = targets.connect("aws", REGION)
-    assert targets.connect("aws", REGION) is first
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "other")
-    second = targets.connect("aws", REGION)
-    assert second is not first
-    monkeypatch.setattr(session, "client", lambda *args, **kwargs: pytest.fail("hooked factory used"))
-    with pytest.raises(pytest.fail.Exception):
-        targets.connect("aws", REGION)
+def test_provision_with_auto_stop_builds_one_ec2_client_and_hands_it_down(recorded, monkeypatch):
+    """No cache: the task connects once and passes the Cloud to the host targets and auto-stop."""
+    built: list[str] = []
+    factory = session.client
+
+    def counting_client(boto_session, service, *args, **kwargs):
+        built.append(service)
+        return factory(boto_session, service, *args, **kwargs)
+
+    monkeypatch.setattr(session, "client", counting_client)
+    provision(auto_stop=2)
+    assert built.count("ec2") == 1
+    assert len(recorded.host_steps) == 1
 
 
 def test_teardown_forgets_the_remembered_keys(recorded):
