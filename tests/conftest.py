@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
+from collections import Counter
 
+import paramiko
 import pytest
 
 from tests.lab.local_sshd import local_sshd
@@ -34,3 +36,40 @@ def sshd(tmp_path):
         pytest.skip("needs root to run a private sshd")
     with local_sshd(tmp_path) as server:
         yield server
+
+
+@pytest.fixture
+def ssh_connections(monkeypatch) -> Counter:
+    """Every SSH connection this process opens from now on, counted by (address, port)."""
+    opened: Counter = Counter()
+    real_connect = paramiko.SSHClient.connect
+
+    def counting_connect(self, hostname, port=22, *args, **kwargs):
+        opened[(hostname, port)] += 1
+        return real_connect(self, hostname, port, *args, **kwargs)
+
+    monkeypatch.setattr(paramiko.SSHClient, "connect", counting_connect)
+    return opened
+
+
+@pytest.fixture
+def sshd_for_every_instance(sshd, monkeypatch):
+    """The private sshd stands in for every lab instance labctl connects to (moto's addresses are nobody's):
+    `labctl.targets.host_target` gives a pinned target on 127.0.0.1. Yields the sshd."""
+    from lab.target import HostTarget
+    from labctl import targets
+
+    def local_host(cloud, instance: dict, key_file) -> HostTarget:
+        return HostTarget(
+            name=instance["InstanceId"],
+            address="127.0.0.1",
+            user="root",
+            key_file=sshd.client_key,
+            port=sshd.port,
+            host_keys=((sshd.host_key_type, sshd.host_key_b64),),
+            target="aws",
+            instance_id=instance["InstanceId"],
+        )
+
+    monkeypatch.setattr(targets, "host_target", local_host)
+    yield sshd

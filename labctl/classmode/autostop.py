@@ -14,10 +14,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
+import paramiko
+
 from infra import autostop, instances
 from infra.errors import aws_errors
 from lab.autostop import NOT_POSSIBLE
-from lab.result import CHANGED, WOULD_CHANGE, HostReport
+from lab.remote import Host
+from lab.result import CHANGED, WOULD_CHANGE, HostReport, StepResult
 from labctl import targets
 from labctl.classmode.cancel import run_bounded, run_on_host
 from labctl.classmode.report import StudentRow
@@ -35,21 +38,60 @@ def heading(hours: float) -> str:
 
 
 def apply_class_auto_stop(
-    run: ClassRun, class_options: ClassOptions, hours: float, rows: dict[str, StudentRow], out: TextIO
+    run: ClassRun,
+    class_options: ClassOptions,
+    hours: float,
+    rows: dict[str, StudentRow],
+    out: TextIO,
+    done: dict[str, list[str]] | None = None,
 ) -> list[str]:
     """Auto-stop on every student's running instance; updates `rows`; returns the students it failed for.
 
-    `hours` as checked by ProvisionOptions (autostop.OFF cancels).
+    `hours` as checked by ProvisionOptions (autostop.OFF cancels). `done`: the lines of the students whose
+    pipeline already set it over its own connection (`over_connection`); the others get it here.
     """
     print(heading(hours), file=out, flush=True)
+    done = done or {}
     students = list(class_options.students)
-    lines = run_bounded(
-        students, lambda s: _one_student(run, s, hours, rows), class_options.parallel, run.scope
-    )
-    for student_lines in lines:
-        for line in student_lines or []:
+    rest = [s for s in students if s.id not in done]
+    lines = run_bounded(rest, lambda s: _one_student(run, s, hours, rows), class_options.parallel, run.scope)
+    by_student = dict(done)
+    by_student.update((s.id, student_lines or []) for s, student_lines in zip(rest, lines))
+    for student in students:
+        for line in by_student.get(student.id, []):
             print(line, file=out)
     return [s.id for s in students if rows[s.id].error.startswith("auto-stop:")]
+
+
+def over_connection(run: ClassRun, instance: dict, student: str, host: Host) -> tuple[list[str], str, str]:
+    """One student's auto-stop at the end of its pipeline, over the pipeline's SSH connection (`host`).
+
+    Returns the lines, the report's `auto_stop` value and the error ("" when it worked).
+    """
+    hours = run.auto_stop
+    assert hours is not None
+    try:
+        with aws_errors():
+            results, deadline = cloud_half(run.cloud.ec2, instance, hours)
+        before = len(host.report.results)
+        host_step(deadline)(host)
+    except LabError as exc:
+        return [f"  {student}: auto-stop failed: {exc}"], "", str(exc)
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        message = f"the SSH connection broke ({exc or type(exc).__name__})"
+        return [f"  {student}: auto-stop failed: {message}"], "", message
+    value = auto_stop_text(deadline, hours)
+    changes = [f"  {student}: {r.status} {r.resource}: {r.message}" for r in results if r.is_change]
+    changes += _host_lines(student, host.report.results[before:])
+    return changes or [f"  {student}: auto-stop unchanged ({value})"], value, ""
+
+
+def _host_lines(student: str, results: list[StepResult]) -> list[str]:
+    return [
+        f"  {student}: {r.status} host {r.step}: {r.detail}"
+        for r in results
+        if r.status in (CHANGED, WOULD_CHANGE, NOT_POSSIBLE)
+    ]
 
 
 def _one_student(run: ClassRun, student: Student, hours: float, rows: dict[str, StudentRow]) -> list[str]:
@@ -102,8 +144,4 @@ def _host_half(run: ClassRun, instance: dict, row: StudentRow, deadline: datetim
     if report.errors:
         message = "interrupted (Ctrl-C)" if run.scope.cancelled else next(iter(report.errors.values()))
         return _failed(row, message)
-    return [
-        f"  {row.student}: {r.status} host {r.step}: {r.detail}"
-        for r in report.results
-        if r.status in (CHANGED, WOULD_CHANGE, NOT_POSSIBLE)
-    ]
+    return _host_lines(row.student, report.results)

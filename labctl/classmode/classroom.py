@@ -62,6 +62,7 @@ if TYPE_CHECKING:
 class StudentOutcome:
     row: StudentRow
     cloud_results: list[Result] = field(default_factory=list)
+    auto_stop_lines: list[str] | None = None  # set when the pipeline also set auto-stop (over its connection)
 
 
 # --- one student's cloud part -----------------------------------------------------------------------------
@@ -123,11 +124,17 @@ def _first_failed_check(report: HostReport) -> str:
     return f"{failed[0].step}: {failed[0].detail}" if failed else ""
 
 
-def host_part(run: ClassRun, target: HostTarget, row: StudentRow, progress: Progress) -> None:
-    """provision → deploy → verify over one SSH connection; fills the row's phases and error."""
+def host_part(
+    run: ClassRun, target: HostTarget, instance: dict, row: StudentRow, progress: Progress
+) -> list[str] | None:
+    """provision → deploy → verify (→ auto-stop when asked) over one SSH connection; fills the row.
+
+    Returns the auto-stop lines when auto-stop was set here, else None.
+    """
     choice = deploy.ServerChoice("c", False)
     report = HostReport()
     current = ["provision"]
+    auto_stopped: list[tuple[list[str], str, str]] = []
     steps: list[tuple[str, Callable[[Host], object]]] = [
         ("provision", lambda h: provision(h, run.host_options)),
         ("deploy", lambda h: deploy.deploy_echo(h, choice)),
@@ -143,19 +150,26 @@ def host_part(run: ClassRun, target: HostTarget, row: StudentRow, progress: Prog
             if phase != "verify":
                 setattr(row, phase, DONE)
                 progress.set(row.student, phase, DONE)
+        if run.auto_stop is not None and not run.scope.cancelled:
+            auto_stopped.append(autostop.over_connection(run, instance, row.student, host))
 
     progress.set(row.student, "provision", RUNNING)
     run_on_host(target, job, report, run.scope, options=run.host_options)
     if report.errors and run.scope.cancelled:
         mark_interrupted(row, current[0])
-        return
+        return None
     if report.errors:
         _fail(row, progress, current[0], next(iter(report.errors.values())))
-        return
+        return None
     problem = _first_failed_check(report)
     row.verify = FAIL if problem else PASS
     row.error = f"verify: {problem}" if problem else ""
     progress.set(row.student, "verify", FAILED if problem else DONE)
+    if not auto_stopped:
+        return None
+    lines, row.auto_stop, error = auto_stopped[0]
+    row.error = row.error or (f"auto-stop: {error}" if error else "")
+    return lines
 
 
 def _fail(row: StudentRow, progress: Progress, phase: str, message: str) -> None:
@@ -218,7 +232,7 @@ def _student_pipeline(run: ClassRun, student: Student, progress: Progress, row: 
     except LabError as exc:
         _fail(row, progress, "provision", str(exc))
         return _finished(outcome)
-    host_part(run, target, row, progress)
+    outcome.auto_stop_lines = host_part(run, target, instance, row, progress)
     return _finished(outcome)
 
 
@@ -348,11 +362,10 @@ def _provision_students(
 
     Returns the students whose auto-stop failed.
     """
-    if to_run:
-        _run_students(run, to_run, class_options.parallel, out, tty, rows)
+    done = _run_students(run, to_run, class_options.parallel, out, tty, rows) if to_run else {}
     if options.auto_stop is None:
         return []
-    return autostop.apply_class_auto_stop(run, class_options, options.auto_stop, rows, out)
+    return autostop.apply_class_auto_stop(run, class_options, options.auto_stop, rows, out, done)
 
 
 def _run_students(
@@ -362,8 +375,11 @@ def _run_students(
     out: TextIO,
     tty: bool | None,
     rows: dict[str, StudentRow],
-) -> None:
-    """Every student's pipeline on the bounded pool, rows into `rows` (on Ctrl-C marked interrupted)."""
+) -> dict[str, list[str]]:
+    """Every student's pipeline on the bounded pool, rows into `rows` (on Ctrl-C marked interrupted).
+
+    Returns the auto-stop lines of the students whose pipeline set auto-stop over its connection.
+    """
     progress = CancellableProgress(run.scope, [s.id for s in students], PHASES, out, tty)
     progress.start()
     live = {s.id: StudentRow(s.id, student_lab(run.ref.lab, s.id)) for s in students}
@@ -374,9 +390,11 @@ def _run_students(
     except KeyboardInterrupt:
         rows.update(_interrupted_rows(students, live, progress))
         raise
-    for line in cloud_change_lines([o for o in outcomes if o is not None]):
+    finished = [o for o in outcomes if o is not None]
+    for line in cloud_change_lines(finished):
         print(line, file=out)
     rows.update(live)
+    return {o.row.student: o.auto_stop_lines for o in finished if o.auto_stop_lines is not None}
 
 
 def _interrupted_rows(

@@ -54,6 +54,7 @@ class ClassRun:
     cloud_only: bool
     host_options: HostOptions
     shared_group_id: str | None = None
+    auto_stop: float | None = None  # --auto-stop hours (autostop.OFF cancels), None when not asked
     scope: CancelScope = field(default_factory=CancelScope)  # Ctrl-C (labctl.classmode.cancel)
 
 
@@ -110,4 +111,5 @@ def class_inputs(
         options.public_key,
         options.cloud_only,
         host_options.check(),
+        auto_stop=options.auto_stop,
     )
