@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from collections import Counter
 
 import paramiko
 import pytest
 
-from tests.lab.local_sshd import local_sshd
+from tests.support.fab import REPO, SERVER, wait_for_port
+from tests.support.local_sshd import local_sshd
 
 
 def pytest_collection_modifyitems(config, items):
@@ -31,7 +34,7 @@ def free_port() -> int:
 
 @pytest.fixture
 def sshd(tmp_path):
-    """A private OpenSSH server on 127.0.0.1 for one test (root only): `tests.lab.local_sshd`."""
+    """A private OpenSSH server on 127.0.0.1 for one test (root only): `tests.support.local_sshd`."""
     if os.geteuid() != 0:
         pytest.skip("needs root to run a private sshd")
     with local_sshd(tmp_path) as server:
@@ -73,3 +76,25 @@ def sshd_for_every_instance(sshd, monkeypatch):
 
     monkeypatch.setattr(targets, "host_target", local_host)
     yield sshd
+
+
+@pytest.fixture
+def moto_server(tmp_path, free_port):
+    """A moto server with the Canonical catalogue, stopped (by its PID) after the test."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(REPO), str(tmp_path / "amis.json"), str(free_port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_port(free_port, process)
+        yield f"http://127.0.0.1:{free_port}"
+    finally:
+        process.stdin.close()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -21,9 +21,9 @@ from labctl.output import Report
 from labctl.single import provisioning
 from labctl.state import key_dir, load_state
 from labctl.teardown import teardown
+from tests.support.faults import interrupting
 
 from .conftest import REGION, TEST_CIDR
-from .faults import interrupting
 
 pytestmark = pytest.mark.slow
 

@@ -16,9 +16,9 @@ from labctl.output import Report
 from labctl.single import provisioning
 from labctl.state import key_dir
 from labctl.teardown import teardown
+from tests.support.faults import interrupting
 
 from .conftest import REGION, TEST_CIDR
-from .faults import interrupting
 
 KEY = resource_name("netlab")
 OPTIONS = ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True)

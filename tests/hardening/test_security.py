@@ -16,7 +16,7 @@ from infra import security_group as groups
 from labctl.options import ProvisionOptions
 from labctl.output import Report
 from labctl.single import provisioning
-from tests.infra.test_fab_command import FAB, REPO, isolated_fab_env, moto_server  # noqa: F401 - fixture
+from tests.support.fab import FAB, REPO, isolated_fab_env
 
 from .conftest import REGION
 

@@ -11,8 +11,8 @@ from lab import connect_early
 from lab.result import HostReport
 from lab.target import HostTarget
 from labctl import host_tasks
-from tests.lab.local_sshd import keygen
-from tests.speed.test_rerun_counts import counting_ssh
+from tests.support.local_sshd import keygen
+from tests.support.ssh_counts import counting_ssh
 
 pytestmark = pytest.mark.root
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.infra.test_fab_command import REPO, isolated_fab_env, moto_server  # noqa: F401 (fixture)
+from tests.support.fab import REPO, isolated_fab_env
 
 RUN_FAB = """
 import atexit, json, sys

@@ -18,8 +18,8 @@ from labctl.output import Report
 from labctl.single import provisioning
 from labctl.state import LabState, load_state, state_dir
 from labctl.teardown import teardown
-from tests.hardening.faults import interrupting
 from tests.infra.conftest import REGION, TEST_CIDR, aws, isolated_aws  # noqa: F401 (fixtures: moto, isolation)
+from tests.support.faults import interrupting
 
 pytestmark = pytest.mark.usefixtures("aws")
 

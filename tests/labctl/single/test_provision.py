@@ -257,7 +257,7 @@ def test_status_json_has_the_documented_stable_keys(ec2):
         ("tcp", 12345, 12345),
     }
     assert set(data["key_pair"]) == {"name", "type", "file", "file_exists"}
-    documented = (Path(__file__).parents[2] / "infra" / "STATUS-JSON.md").read_text()
+    documented = (Path(__file__).parents[3] / "infra" / "STATUS-JSON.md").read_text()
     for key in STATUS_KEYS | INSTANCE_KEYS | set(data["key_pair"]) | set(data["security_group"]):
         assert f"`{key}`" in documented, key
 

@@ -23,7 +23,8 @@ from lab.remote import Host
 from lab.result import HostReport
 from sandbox import control
 from sandbox.testhost import sandbox_client
-from tests.classroom.test_class_sandbox import FAB, PROJECT, class_env, report  # noqa: F401 - fixture
+from tests.support.classmode import report
+from tests.support.fab import FAB, REPO
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -147,7 +148,7 @@ def test_sigint_during_the_host_setup_exits_130_and_a_rerun_converges(class_env)
     env = dict(os.environ, LAB_STATE_DIR=str(state), LAB_TARGET="sandbox")  # as the fixture's fab
     process = subprocess.Popen(
         [str(FAB), "provision", "--target", "sandbox", "--count", "2"],
-        cwd=PROJECT,
+        cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

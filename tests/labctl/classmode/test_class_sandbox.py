@@ -13,40 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.network import netns_name
+from tests.support.classmode import report
+from tests.support.fab import REPO
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
-PROJECT = Path(__file__).resolve().parents[2]
-FAB = Path(sys.executable).with_name("fab")
 REGION = "ap-northeast-2"
-
-
-@pytest.fixture
-def class_env(tmp_path, monkeypatch):
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
-    state = tmp_path / "state"
-    env = dict(os.environ, LAB_STATE_DIR=str(state), LAB_TARGET="sandbox")
-
-    def fab(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [str(FAB), *args], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=280
-        )
-
-    instance_ids: list[str] = []
-    try:
-        yield fab, state, instance_ids
-    finally:
-        down = fab("teardown")
-        assert down.returncode == 0, down.stdout + down.stderr
-        namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        assert not [i for i in instance_ids if netns_name(i) in namespaces]
-
-
-def report(state: Path) -> dict[str, dict]:
-    data = json.loads((state / "class-netlab.json").read_text())
-    return {row["student"]: row for row in data["students"]}
 
 
 def revoke_echo_rule(state: Path, student: str) -> None:
@@ -59,7 +31,7 @@ def revoke_echo_rule(state: Path, student: str) -> None:
         "rules = [p for p in group['IpPermissions'] if p.get('FromPort') == 12345]\n"
         "ec2.revoke_security_group_ingress(GroupId=group['GroupId'], IpPermissions=rules)\n"
     )
-    subprocess.run([sys.executable, "-c", code], cwd=PROJECT, env=monkey_env, check=True, timeout=60)
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, env=monkey_env, check=True, timeout=60)
 
 
 def test_class_of_three_fails_one_then_retries_only_it(class_env):

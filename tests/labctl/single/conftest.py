@@ -1,4 +1,4 @@
-"""Class mode tests reuse the cloud layer's moto fixtures (fake credentials, own state dir, no IP lookup)."""
+"""Single-lab tests run on the cloud layer's moto fixtures (fake credentials, own state dir)."""
 
 from __future__ import annotations
 

@@ -22,9 +22,9 @@ from labctl.classmode.roster import Student
 from labctl.classmode.shared import ClassOptions
 from labctl.errors import LabInterrupted
 from labctl.options import ProvisionOptions
+from tests.support.classmode import ours
 
 from .conftest import TEST_CIDR
-from .test_class_cloud import ours
 
 CLASS = "netlab"
 STUDENTS = (Student("s01"), Student("s02"), Student("s03"))
@@ -100,7 +100,7 @@ def wait_for_file(path, timeout: float = 30.0) -> None:
 
 @pytest.mark.root
 def test_cancel_closes_the_connection_of_a_running_command_and_no_command_follows(sshd, tmp_path):
-    from tests.lab.test_connect import target_for
+    from tests.support.local_sshd import target_for
 
     target = target_for(sshd, [(sshd.host_key_type, sshd.host_key_b64)])
     scope = CancelScope()
@@ -127,7 +127,7 @@ def test_cancel_closes_the_connection_of_a_running_command_and_no_command_follow
 
 @pytest.mark.root
 def test_a_connection_opened_after_the_cancel_is_closed_at_once(sshd):
-    from tests.lab.test_connect import target_for
+    from tests.support.local_sshd import target_for
 
     target = target_for(sshd, [(sshd.host_key_type, sshd.host_key_b64)])
     scope = CancelScope()

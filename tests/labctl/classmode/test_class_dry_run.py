@@ -19,12 +19,12 @@ from labctl.classmode.roster import Student
 from labctl.classmode.shared import ClassOptions
 from labctl.options import ProvisionOptions
 from labctl.state import state_dir
+from tests.support.classmode import KEY, STUDENTS, inventory
 
 from .conftest import TEST_CIDR
-from .test_class_cloud import KEY, STUDENTS, inventory
 
 CLASS = "netlab"
-PROJECT = Path(__file__).resolve().parents[2]
+PROJECT = Path(__file__).resolve().parents[3]
 FAB = Path(sys.executable).with_name("fab")
 
 

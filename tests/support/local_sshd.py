@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab.target import HostTarget
+
 PRIVSEP_DIR = Path("/run/sshd")
 
 
@@ -83,3 +85,16 @@ def local_sshd(tmp: Path):
             proc.wait()
         if proc.stderr:
             proc.stderr.close()
+
+
+def target_for(sshd: LocalSshd, host_keys=()) -> HostTarget:
+    """The private sshd as a bring-your-own host (root@127.0.0.1), with `host_keys` pinned."""
+    return HostTarget(
+        name="local",
+        address="127.0.0.1",
+        user="root",
+        key_file=sshd.client_key,
+        port=sshd.port,
+        host_keys=tuple(host_keys),
+        target="byo",
+    )

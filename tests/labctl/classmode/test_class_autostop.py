@@ -15,9 +15,9 @@ from labctl.classmode.roster import Student
 from labctl.classmode.shared import ClassOptions
 from labctl.options import ProvisionOptions
 from labctl.status import status_data, status_lines
+from tests.support.classmode import STUDENTS, ours
 
 from .conftest import TEST_CIDR
-from .test_class_cloud import STUDENTS, ours
 
 CLASS = "netlab"
 

@@ -24,13 +24,9 @@ from labctl.output import Report
 from labctl.state import state_dir
 from labctl.status import status_data, status_lines
 from labctl.teardown import teardown
+from tests.support.classmode import CLASS, STUDENT_CIDR, STUDENTS, inventory, ours
 
 from .conftest import TEST_CIDR
-
-CLASS = "netlab"
-KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDn1j3UxZ3m0gdB9JNKcAbq6NqYmkV5Mqp5Y2PKn4VLZ student@laptop"
-STUDENT_CIDR = "10.20.30.40/32"
-STUDENTS = (Student("s01"), Student("s02", public_key=KEY), Student("s03", cidr=STUDENT_CIDR))
 
 
 def provision(students=STUDENTS, **class_overrides) -> tuple[list[StudentRow], str]:
@@ -40,27 +36,6 @@ def provision(students=STUDENTS, **class_overrides) -> tuple[list[StudentRow], s
         options, ClassOptions(tuple(students), **class_overrides), out=out, tty=False
     )
     return rows, out.getvalue()
-
-
-def ours(ec2, kind: str) -> list[dict]:
-    filters = class_filters(CLASS)
-    if kind == "instances":
-        running = [{"Name": "instance-state-name", "Values": ["running"]}]
-        pages = ec2.describe_instances(Filters=filters + running)
-        return [i for r in pages["Reservations"] for i in r["Instances"]]
-    if kind == "groups":
-        return ec2.describe_security_groups(Filters=filters)["SecurityGroups"]
-    return ec2.describe_key_pairs(Filters=filters)["KeyPairs"]
-
-
-def inventory(ec2) -> dict:
-    return {
-        "instances": sorted(i["InstanceId"] for i in ours(ec2, "instances")),
-        "groups": sorted(
-            (g["GroupId"], str(sorted(map(str, g["IpPermissions"])))) for g in ours(ec2, "groups")
-        ),
-        "keys": sorted(k["KeyName"] for k in ours(ec2, "keys")),
-    }
 
 
 def cidrs_of(group: dict) -> set[str]:
