@@ -12,7 +12,7 @@ from infra.errors import aws_errors
 from infra.results import Result
 from infra.tags import is_ours, resource_name
 from labctl import status_extras, targets
-from labctl.classmode import status as class_status
+from labctl.classmode.status import class_status, class_status_lines
 from labctl.labref import LabRef, resolve_lab
 from labctl.output import header
 from labctl.state import LabState, key_dir, state_dir
@@ -66,7 +66,7 @@ def _cloud_status(cloud: targets.Cloud, lab: str, state: LabState) -> dict:
         "security_group": _group_status(cloud, lab),
         "key_pair": key_pair,
         "not_ours": _not_ours(cloud, lab),
-        "class": class_status.class_status(cloud, lab),  # class mode: the labs of class `lab`, else None
+        "class": class_status(cloud, lab),  # class mode: the labs of class `lab`, else None
     }
 
 
@@ -128,6 +128,6 @@ def status_lines(data: dict) -> list[str]:
         lines.append(f"    rule       {security_group.Rule(**rule).describe()}")
     pair = data["key_pair"]
     lines.append(f"  key pair     {pair['name']} file {pair['file']}" if pair else "  key pair     none")
-    lines += class_status.class_status_lines(data.get("class"))
+    lines += class_status_lines(data.get("class"))
     lines += [f"  not ours     {item['resource']}: {item['reason']}" for item in data["not_ours"]]
     return lines + status_extras.warning_lines(data)

@@ -7,14 +7,14 @@ from infra.errors import aws_errors
 from infra.results import ABSENT, Result
 from infra.tags import resource_name
 from labctl import interrupts, targets
-from labctl.classmode import status as class_status
+from labctl.classmode.status import teardown_class
 from labctl.labref import LabRef, resolve_lab
 from labctl.output import Report, header
 from labctl.state import LabState, key_dir, state_dir
 
 
 def _teardown_cloud(cloud: targets.Cloud, ref: LabRef, keep_key: bool) -> list[Result]:
-    results = class_status.teardown_class(cloud, ref.lab, keep_key)  # class mode: every student's lab
+    results = teardown_class(cloud, ref.lab, keep_key)  # class mode: every student's lab
     results += instances.terminate_instances(cloud.ec2, ref.lab)
     found = security_group.find_groups(cloud.ec2, ref.lab)
     results += [security_group.delete_group(cloud.ec2, group) for group in found] or [
