@@ -254,11 +254,9 @@ def _finished(outcome: StudentOutcome) -> StudentOutcome:
 
 def _record_class(run: ClassRun, options: ClassOptions, recorded: LabState) -> None:
     state = recorded.for_lab(run.ref.target, run.ref.region, run.ref.lab, run.cloud.endpoint_url)
-    state.mode, state.students, state.shared_sg = (
-        CLASS_MODE,
-        [s.id for s in options.students],
-        options.shared_sg,
-    )
+    state.mode = CLASS_MODE
+    state.students = [s.id for s in options.students]
+    state.shared_sg = options.shared_sg
     state.save()
 
 
