@@ -12,7 +12,7 @@ import json
 import pytest
 
 from lab.provision import HostOptions
-from lab.result import OK
+from lab.result import OK, HostReport
 from labctl import host_tasks
 from tests.support.ssh_counts import counting_ssh
 
@@ -70,7 +70,7 @@ def test_the_json_report_carries_the_counts(configured):
 def test_one_drifted_setting_costs_only_its_own_change(configured, monkeypatch):
     """A student's edit to ~/.vimrc: one fact command, then one upload and one move for the file."""
     report = host_tasks.run_on_hosts(
-        [configured.target], lambda h: h.run("sed -i '/set ts=4/d' ~/.vimrc", check=True), host_tasks.Report()
+        [configured.target], lambda h: h.run("sed -i '/set ts=4/d' ~/.vimrc", check=True), HostReport()
     )
     assert report.ok
     with counting_ssh(monkeypatch) as seen:
