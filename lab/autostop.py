@@ -15,7 +15,7 @@ import math
 import time
 
 from lab.remote import Host, q
-from lab.result import Result, outcome
+from lab.result import StepResult, outcome
 
 MARKER = "/run/labctl-auto-stop"
 STEP = "auto-stop"
@@ -77,7 +77,7 @@ def schedule(host: Host, method: str, deadline: int) -> str:
     return host.sudo(timer_command(seconds_until(deadline, now)), check=True).stdout.strip() or "-"
 
 
-def auto_stop(host: Host, deadline: int, when: str) -> Result:
+def auto_stop(host: Host, deadline: int, when: str) -> StepResult:
     """Make the host shut itself down at `deadline` (epoch seconds, `when` for people); idempotent."""
     marker = read_marker(host)
     if marker and marker[0] == deadline and still_scheduled(host, marker[1], marker[2]):
@@ -98,7 +98,7 @@ def auto_stop(host: Host, deadline: int, when: str) -> Result:
     return host.record(STEP, outcome(True, False), f"{how} scheduled for {when}")
 
 
-def cancel_auto_stop(host: Host) -> Result:
+def cancel_auto_stop(host: Host) -> StepResult:
     """`--auto-stop off`: cancel what labctl scheduled (shutdown -c, or kill the timer); idempotent."""
     marker = read_marker(host)
     if marker is None:

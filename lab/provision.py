@@ -13,7 +13,7 @@ WORK_DIR = "~/server-socket"
 
 
 @dataclass(frozen=True)
-class ProvisionOptions:
+class HostOptions:
     """What the user may choose for the host part of `fab provision`."""
 
     mirror: str = mirror.DEFAULT_MIRROR
@@ -22,7 +22,7 @@ class ProvisionOptions:
     trust_new_host: bool = False
     ssh_timeout: float = 180.0
 
-    def check(self) -> ProvisionOptions:
+    def check(self) -> HostOptions:
         if not mirror.is_valid_mirror(self.mirror):
             raise HostError(f"--mirror {self.mirror!r} is not a host name; give one like mirror.kakao.com")
         return self
@@ -35,7 +35,7 @@ def work_dir(host: Host, exists: bool) -> None:
     host.record("work dir", outcome(not exists, host.dry_run), WORK_DIR)
 
 
-def fact_commands(host: Host, options: ProvisionOptions) -> dict[str, str]:
+def fact_commands(host: Host, options: HostOptions) -> dict[str, str]:
     """Everything provision needs to know, in order: the waits first, then the facts of steps 3-7."""
     return {
         "home": facts.HOME_COMMAND,
@@ -52,7 +52,7 @@ def fact_commands(host: Host, options: ProvisionOptions) -> dict[str, str]:
 FACTS_TIMEOUT = waits.CLOUD_INIT_TIMEOUT + waits.LOCK_WAIT_SECONDS + 60
 
 
-def provision(host: Host, options: ProvisionOptions) -> None:
+def provision(host: Host, options: HostOptions) -> None:
     """Steps 2-7 on one connected host; each reports ok / changed / would change.
 
     All facts come from ONE remote command (the waits run first inside it); then each step compares and

@@ -12,7 +12,7 @@ from typing import Any
 from invoke.exceptions import CommandTimedOut
 
 from lab.errors import HostError
-from lab.result import Report, Result
+from lab.result import HostReport, StepResult
 
 SUDO_PASSWORD_HINT = "a password is required"
 COMMAND_TIMEOUT = 120  # seconds; slow steps (apt, cloud-init) pass their own
@@ -37,7 +37,7 @@ class Host:
 
     conn: Any
     name: str
-    report: Report
+    report: HostReport
     dry_run: bool = False
     _home: str | None = field(default=None, repr=False)
 
@@ -126,8 +126,8 @@ class Host:
         else:
             self.run(move, check=True)
 
-    def record(self, step: str, status: str, detail: str = "") -> Result:
-        return self.report.add(Result(self.name, step, status, detail))
+    def record(self, step: str, status: str, detail: str = "") -> StepResult:
+        return self.report.add(StepResult(self.name, step, status, detail))
 
 
 def as_root(command: str, user: str) -> str:

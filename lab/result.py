@@ -19,7 +19,7 @@ GOOD_STATUSES = (OK, CHANGED, WOULD_CHANGE, PASSED)
 
 
 @dataclass(frozen=True)
-class Result:
+class StepResult:
     """What one step or check did on one host, with a short detail (and a probable cause on failure)."""
 
     host: str
@@ -45,16 +45,16 @@ def outcome(needs_change: bool, dry_run: bool) -> str:
 
 
 @dataclass
-class Report:
+class HostReport:
     """Results of one task on all hosts, in order; optionally printed as they arrive."""
 
-    results: list[Result] = field(default_factory=list)
+    results: list[StepResult] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     live: TextIO | None = None
     ssh: dict[str, dict[str, int]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def add(self, result: Result) -> Result:
+    def add(self, result: StepResult) -> StepResult:
         with self._lock:
             self.results.append(result)
             if self.live is not None:
@@ -77,7 +77,7 @@ class Report:
 
     def fail_host(self, host: str, message: str) -> None:
         """Record that a host stopped with an expected error (a LabError's one line)."""
-        self.add(Result(host, "error", FAILED, message))
+        self.add(StepResult(host, "error", FAILED, message))
         with self._lock:
             self.errors[host] = message
 
@@ -86,7 +86,7 @@ class Report:
         return not self.errors and not any(r.failed for r in self.results)
 
     @property
-    def changed(self) -> list[Result]:
+    def changed(self) -> list[StepResult]:
         return [r for r in self.results if r.status in (CHANGED, WOULD_CHANGE)]
 
     def text(self) -> str:
@@ -129,9 +129,9 @@ STEP_WIDTH = 16
 VERBOSE_ENV = "LAB_VERBOSE"  # set to 1: summaries also count SSH connections, commands and uploads
 
 
-def stdout_report() -> Report:
+def stdout_report() -> HostReport:
     """A report that prints each line as soon as it is added."""
-    return Report(live=sys.stdout)
+    return HostReport(live=sys.stdout)
 
 
-StepFunc = Callable[..., Result]
+StepFunc = Callable[..., StepResult]

@@ -10,7 +10,7 @@ from typing import Callable
 from lab import deploy, facts, localping, mirror, vimrc
 from lab.errors import HostError
 from lab.remote import Host, q
-from lab.result import FAILED, PASSED, Report, Result
+from lab.result import FAILED, PASSED, HostReport, StepResult
 
 MESSAGES = ("즐거운 네트워크 수업시간!", "안녕 싸피")
 TCP_TIMEOUT = 5.0
@@ -23,14 +23,14 @@ class CheckFailed(Exception):
     """A check did not pass; the message is what happened and its probable cause."""
 
 
-def check(report: Report, host: str, name: str, func: Callable[[], str]) -> bool:
+def check(report: HostReport, host: str, name: str, func: Callable[[], str]) -> bool:
     """Run one check; record pass with its detail, or fail with the CheckFailed/HostError message."""
     try:
         detail = func()
     except (CheckFailed, HostError) as exc:
-        report.add(Result(host, name, FAILED, str(exc)))
+        report.add(StepResult(host, name, FAILED, str(exc)))
         return False
-    report.add(Result(host, name, PASSED, detail))
+    report.add(StepResult(host, name, PASSED, detail))
     return True
 
 
@@ -233,7 +233,7 @@ def vimrc_fact(host: Host) -> str:
     return ", ".join(vimrc.REQUIRED_LINES)
 
 
-def verify_from_here(report: Report, name: str, address: str) -> bool:
+def verify_from_here(report: HostReport, name: str, address: str) -> bool:
     results = [
         check(report, name, "ping", lambda: ping(address)),
         check(report, name, f"tcp {deploy.ECHO_PORT}", lambda: tcp_echo(address)),

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from infra import instances, keys
-from infra import security_group as groups
+from infra import instances, keys, security_group
 from infra.errors import aws_errors
 from infra.results import Result
 from infra.tags import LAB_KEY, PROJECT_KEY, PROJECT_VALUE, resource_name, tag_dict
-from labctl import state as lab_state
 from labctl import targets
+from labctl.labref import resolve_lab
 from labctl.output import Report
+from labctl.state import LabState, key_dir, state_dir
 
 
 def _ours(resource: dict) -> str | None:
@@ -58,26 +58,24 @@ def lab_line(lab: str, found: dict[str, list[str]]) -> str:
 def remove_lab(ec2, lab: str, key_names: list[str]) -> list[Result]:
     """Instances, then security groups, then the key pairs found (and the files labctl saved) of one lab."""
     results = instances.terminate_instances(ec2, lab)
-    results += [groups.delete_group(ec2, group) for group in groups.find_groups(ec2, lab)]
+    results += [security_group.delete_group(ec2, group) for group in security_group.find_groups(ec2, lab)]
     for key_name in key_names or [resource_name(lab)]:
-        results += keys.delete_key_pair(ec2, lab, key_name, lab_state.key_dir())
+        results += keys.delete_key_pair(ec2, lab, key_name, key_dir())
     return results
 
 
-def _forget_recorded_lab(labs: dict, target: str, region: str) -> None:
-    recorded = lab_state.load_state()
-    if recorded.get("lab") in labs and recorded.get("region") == region:
-        lab_state.save_state({k: recorded.get(k) for k in ("target", "region", "lab", "endpoint")})
+def _forget_recorded_lab(recorded: LabState, labs: dict, region: str) -> None:
+    if recorded.lab in labs and recorded.region == region:
+        LabState(recorded.target, recorded.region, recorded.lab, recorded.endpoint).save()
 
 
 def teardown_all_labs(
     target: str | None = None, region: str | None = None, report: Report | None = None
 ) -> list[Result]:
     """List every lab of ours in the region, then remove them all; says so when there is none."""
-    from labctl.cloud_tasks import resolve_lab
-
     report = report or Report()
-    ref = resolve_lab(target, region, None)
+    recorded = LabState.load()
+    ref = resolve_lab(target, region, None, recorded)
     report.line(f"teardown --all-labs: target {ref.target}, region {ref.region}, every lab of ours")
     cloud = targets.connect(ref.target, ref.region, start_sandbox=False)
     if cloud is None:
@@ -90,8 +88,8 @@ def teardown_all_labs(
             report.line(lab_line(lab, found))
         for lab, found in labs.items():
             report.add(remove_lab(cloud.ec2, lab, found["key_pairs"]))
-    _forget_recorded_lab(labs, ref.target, ref.region)
-    if ref.target == "sandbox" and targets.sandbox_control().shutdown_if_idle(lab_state.state_dir()):
+    _forget_recorded_lab(recorded, labs, ref.region)
+    if ref.target == "sandbox" and targets.sandbox_control().shutdown_if_idle(state_dir()):
         report.line("  sandbox daemon stopped (no instances left)")
     report.finish(unchanged=f"no lab of ours in {ref.region}")
     return report.results

@@ -18,9 +18,9 @@ from invoke import Context
 
 from lab import connect_early, deploy
 from lab.connect import KNOWN_HOSTS_FILE, open_connection
-from lab.provision import ProvisionOptions, provision
+from lab.provision import HostOptions, provision
 from lab.remote import Host
-from lab.result import Report
+from lab.result import HostReport
 from lab.target import HostTarget
 from labctl.errors import LabError
 from labctl.state import state_dir
@@ -31,12 +31,12 @@ HostJob = Callable[[Host], object]
 def run_on_hosts(
     hosts: list[HostTarget],
     job: HostJob,
-    report: Report,
+    report: HostReport,
     *,
     dry_run: bool = False,
-    options: ProvisionOptions | None = None,
+    options: HostOptions | None = None,
     config: Config | None = None,
-) -> Report:
+) -> HostReport:
     """Run `job` on every host in parallel (one Connection each), collecting results in `report`."""
 
     def one(target: HostTarget) -> None:
@@ -51,10 +51,10 @@ def run_on_hosts(
 def run_on_one_host(
     target: HostTarget,
     job: HostJob,
-    report: Report,
+    report: HostReport,
     *,
     dry_run: bool = False,
-    options: ProvisionOptions | None = None,
+    options: HostOptions | None = None,
     config: Config | None = None,
     guard: Callable[[Connection], contextlib.AbstractContextManager] | None = None,
 ) -> None:
@@ -62,7 +62,7 @@ def run_on_one_host(
 
     `guard(conn)` wraps the job (class mode: a Ctrl-C closes the connection); its LabError is a failure too.
     """
-    options = options or ProvisionOptions()
+    options = options or HostOptions()
     conn = connect_early.take(target, config)  # opened while the cloud check ran, if it matches
     try:
         if conn is None:
@@ -103,7 +103,7 @@ def require_hosts(hosts: list[HostTarget], task: str) -> None:
         raise LabError(f"{task}: no hosts to act on; run fab provision first (or give -H user@host)")
 
 
-def fail_if_errors(report: Report, task: str) -> None:
+def fail_if_errors(report: HostReport, task: str) -> None:
     if report.errors:
         first_host, message = next(iter(report.errors.items()))
         others = len(report.errors) - 1
@@ -124,12 +124,12 @@ def run_task(
     dry_run: bool,
     as_json: bool,
     out: TextIO | None,
-    options: ProvisionOptions | None,
+    options: HostOptions | None,
     config: Config | None,
-) -> Report:
+) -> HostReport:
     """A changing task on every host: title line, live step lines (or JSON), summary; LabError on failure."""
     out = out or sys.stdout
-    report = Report(live=None if as_json else out)
+    report = HostReport(live=None if as_json else out)
     if not as_json:
         print(f"{title}: {names(hosts)}{dry_run_note(dry_run)}", file=out, flush=True)
     run_on_hosts(hosts, job, report, dry_run=dry_run, options=options, config=config)
@@ -140,21 +140,31 @@ def run_task(
 
 def provision_hosts(
     hosts: list[HostTarget],
-    options: ProvisionOptions | None = None,
+    options: HostOptions | None = None,
     dry_run: bool = False,
     *,
     as_json: bool = False,
     out: TextIO | None = None,
     config: Config | None = None,
-) -> Report:
-    """Provision steps 1-7 on every host; prints one line per step (or JSON); LabError if a host failed."""
+    after: HostJob | None = None,
+) -> HostReport:
+    """Provision steps 1-7 on every host; prints one line per step (or JSON); LabError if a host failed.
+
+    `after`: one more step on each host over the same connection once the setup succeeded (auto-stop).
+    """
     require_hosts(hosts, "provision")
-    options = (options or ProvisionOptions()).check()
+    options = (options or HostOptions()).check()
+
+    def job(host: Host) -> None:
+        provision(host, options)
+        if after is not None:
+            after(host)
+
     return run_task(
         "provision",
         "provision",
         hosts,
-        lambda h: provision(h, options),
+        job,
         dry_run=dry_run,
         as_json=as_json,
         out=out,
@@ -171,9 +181,9 @@ def deploy_echo(
     *,
     as_json: bool = False,
     out: TextIO | None = None,
-    options: ProvisionOptions | None = None,
+    options: HostOptions | None = None,
     config: Config | None = None,
-) -> Report:
+) -> HostReport:
     """Upload/build/run the echo server on every host (only what changed); LabError if a host failed."""
     require_hosts(hosts, "deploy-echo")
     choice = deploy.ServerChoice(server, concurrent)
@@ -197,18 +207,18 @@ def verify(
     as_json: bool = False,
     *,
     out: TextIO | None = None,
-    options: ProvisionOptions | None = None,
+    options: HostOptions | None = None,
     config: Config | None = None,
 ) -> bool:
     """All checks from this machine and on each host; prints a table (or JSON); True only if all passed."""
-    from lab import verify as checks  # only the verify task needs the checks
+    from lab.verify import verify_from_here, verify_on_host  # only the verify task needs the checks
 
     require_hosts(hosts, "verify")
     out = out or sys.stdout
-    report = Report()
+    report = HostReport()
     for target in hosts:
-        checks.verify_from_here(report, target.name, target.address)
-    run_on_hosts(hosts, checks.verify_on_host, report, options=options, config=config)
+        verify_from_here(report, target.name, target.address)
+    run_on_hosts(hosts, verify_on_host, report, options=options, config=config)
     if as_json:
         print(report.json(), file=out)
     else:
@@ -216,7 +226,7 @@ def verify(
     return report.ok
 
 
-def finish(report: Report, as_json: bool, out: TextIO) -> None:
+def finish(report: HostReport, as_json: bool, out: TextIO) -> None:
     print(report.json() if as_json else report.summary(), file=out, flush=True)
 
 

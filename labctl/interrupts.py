@@ -5,12 +5,11 @@ from __future__ import annotations
 import threading
 from typing import Callable, TypeVar
 
-from infra import instances, keys
-from infra import security_group as groups
+from infra import instances, keys, security_group
 from infra.tags import is_ours, resource_name
-from labctl import state as lab_state
 from labctl.errors import LabInterrupted
 from labctl.output import Report
+from labctl.state import key_dir
 
 
 def existing_resources(ec2, lab: str) -> list[str]:
@@ -18,11 +17,13 @@ def existing_resources(ec2, lab: str) -> list[str]:
     found = [
         f"instance {i['InstanceId']} ({instances.state_of(i)})" for i in instances.find_instances(ec2, lab)
     ]
-    found += [f"security group {g['GroupId']} ({g.get('GroupName')})" for g in groups.find_groups(ec2, lab)]
+    found += [
+        f"security group {g['GroupId']} ({g.get('GroupName')})" for g in security_group.find_groups(ec2, lab)
+    ]
     pair = keys.describe_key_pair(ec2, resource_name(lab))
     if pair is not None and is_ours(pair, lab):
         found.append(f"key pair {pair['KeyName']}")
-    key_file = keys.key_file_path(lab_state.key_dir(), resource_name(lab))
+    key_file = keys.key_file_path(key_dir(), resource_name(lab))
     if key_file.exists():
         found.append(f"key file {key_file}")
     return found

@@ -14,9 +14,9 @@ from infra import console, instances, pinned_keys, session, ssh_source
 from infra.errors import aws_errors
 from lab.target import HostTarget
 from labcore.net import check_connectable, is_aws_endpoint, is_sandbox_address
-from labctl import state as lab_state
 from labctl.errors import LabError
 from labctl.hostkeys import parse_host_keys
+from labctl.state import LabState, state_dir
 
 TARGETS = ("aws", "sandbox")
 DEFAULT_LAB = "netlab"
@@ -64,33 +64,11 @@ def sandbox_control():
 def connect(target: str, region: str, start_sandbox: bool = True) -> Cloud | None:
     """A Cloud for `target`; None when the sandbox is not running and `start_sandbox` is False.
 
-    The Cloud (and its clients) is reused for the rest of the process while nothing it was built from
-    changed (see `_reuse_key`): one EC2 client per process, not one per task or phase.
+    A task connects once and hands the Cloud (and its clients) down to every step that needs it.
     """
     if target == "sandbox":
         return _connect_sandbox(region, start_sandbox)
-    return _reused(("aws", region, None), lambda: _connect_aws(region))
-
-
-_CLOUDS: dict[tuple, Cloud] = {}
-_CLIENT_ENV = ("AWS_", "HOME", "LAB_STATE_DIR")
-
-
-def _reuse_key(target: str, region: str, endpoint: str | None) -> tuple:
-    """Everything a Cloud was built from: target, region, endpoint, the AWS_* environment (profile,
-    credentials, config files), and the client factory itself (tests hook `session.client`)."""
-    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(_CLIENT_ENV)))
-    return (target, region, endpoint, env, session.client)
-
-
-def _reused(where: tuple, build) -> Cloud:
-    key = _reuse_key(*where)
-    cloud = _CLOUDS.get(key)
-    if cloud is None:
-        cloud = build()
-        _CLOUDS.clear()  # keep only the newest: a process talks to one cloud at a time
-        _CLOUDS[key] = cloud
-    return cloud
+    return _connect_aws(region)
 
 
 def _connect_aws(region: str) -> Cloud:
@@ -110,11 +88,11 @@ def _connect_aws(region: str) -> Cloud:
 
 def _connect_sandbox(region: str, start: bool) -> Cloud | None:
     control = sandbox_control()
-    state_dir = lab_state.state_dir()
-    endpoint = control.ensure_running(state_dir) if start else control.running_endpoint(state_dir)
+    directory = state_dir()
+    endpoint = control.ensure_running(directory) if start else control.running_endpoint(directory)
     if not endpoint:
         return None
-    return _reused(("sandbox", region, endpoint), lambda: _sandbox_cloud(region, endpoint))
+    return _sandbox_cloud(region, endpoint)
 
 
 def _sandbox_cloud(region: str, endpoint: str) -> Cloud:
@@ -126,9 +104,9 @@ def host_keys_of(cloud: Cloud, instance: dict, out: TextIO | None = None) -> tup
     """The instance's pinned host keys: remembered for its id (`infra.pinned_keys`), else read from its
     console (`infra.console.wait_for_host_keys`, progress on `out`). Kept across stops and starts: cloud-init
     prints the keys once per instance, so a later boot's console has none."""
-    remembered = pinned_keys.remembered_keys(lab_state.state_dir(), instance)
+    remembered = pinned_keys.remembered_keys(state_dir(), instance)
     keys = remembered or console.wait_for_host_keys(cloud.ec2, instance, parse_host_keys, out=out)
-    pinned_keys.remember_keys(lab_state.state_dir(), instance, keys)  # also its current address
+    pinned_keys.remember_keys(state_dir(), instance, keys)  # also its current address
     return keys
 
 
@@ -138,7 +116,7 @@ def forget_host_keys(instance_id: str | None = None) -> str:
     For after a HostKeyMismatch once the user checked the console shows the new key (a replaced root volume):
     the next task reads the keys from the console again.
     """
-    pinned = pinned_keys.pinned_ids(lab_state.state_dir())
+    pinned = pinned_keys.pinned_ids(state_dir())
     if instance_id is None:
         if len(pinned) != 1:
             raise LabError(
@@ -148,7 +126,7 @@ def forget_host_keys(instance_id: str | None = None) -> str:
                 f"({', '.join(pinned)})"
             )
         (instance_id,) = pinned
-    if not pinned_keys.forget_keys(lab_state.state_dir(), instance_id):
+    if not pinned_keys.forget_keys(state_dir(), instance_id):
         raise LabError(
             f"no pinned host keys for {instance_id}: nothing to forget ({', '.join(pinned) or 'none'})"
         )
@@ -158,18 +136,18 @@ def forget_host_keys(instance_id: str | None = None) -> str:
     )
 
 
-def remembered_host_targets(state: dict | None = None) -> list[HostTarget]:
+def remembered_host_targets(state: LabState | None = None) -> list[HostTarget]:
     """The recorded lab's hosts as the last run used them, without any API call: only a guess.
 
     `lab.connect_early` connects to them while the cloud check runs; the task uses such a connection
     only if `host_targets()` then gives exactly the same target. Addresses still pass the emulator check.
     """
-    state = lab_state.load_state() if state is None else state
-    if state.get("mode") == "class" or state.get("target") not in TARGETS:
+    state = LabState.load() if state is None else state
+    if state.is_class or state.target not in TARGETS:
         return []
     guesses = []
-    for instance_id in state.get("instance_ids") or []:
-        seen = pinned_keys.last_seen(lab_state.state_dir(), instance_id)
+    for instance_id in state.instance_ids or []:
+        seen = pinned_keys.last_seen(state_dir(), instance_id)
         if seen is None:
             continue
         address, keys = seen
@@ -179,21 +157,21 @@ def remembered_host_targets(state: dict | None = None) -> list[HostTarget]:
             HostTarget(
                 name=instance_id,
                 address=address,
-                key_file=state.get("key_file"),
+                key_file=state.key_file,
                 host_keys=keys,
-                target=state["target"],
+                target=state.target,
                 instance_id=instance_id,
             )
         )
     return guesses
 
 
-def _may_connect(address: str, state: dict) -> bool:
+def _may_connect(address: str, state: LabState) -> bool:
     """The emulator address check on a remembered address (a sandbox lab: sandbox addresses only)."""
-    if state["target"] == "sandbox" and not is_sandbox_address(address):
+    if state.target == "sandbox" and not is_sandbox_address(address):
         return False
     try:
-        check_connectable(address, state.get("endpoint"))
+        check_connectable(address, state.endpoint)
     except LabError:
         return False
     return True
@@ -218,35 +196,36 @@ def host_target(cloud: Cloud, instance: dict, key_file: str | None, out: TextIO 
 
 
 def host_targets(
-    state: dict | None = None,
-    cloud: Cloud | None = None,
-    running: list[dict] | None = None,
-    out: TextIO | None = None,
+    state: LabState | None = None, cloud: Cloud | None = None, out: TextIO | None = None
 ) -> list[HostTarget]:
-    """HostTargets for the recorded lab's running instances, found by tags.
+    """HostTargets for the recorded lab's running instances, found by tags (the host tasks' hosts).
 
-    `running`: the lab's running instances as just described by the caller (provision hands over what it
-    found), so they are not described again. `out`: where a wait for the host keys shows its progress
-    (None: nowhere, e.g. class mode's own progress table).
+    `out`: where a wait for the host keys shows its progress (None: nowhere).
     """
-    state = lab_state.load_state() if state is None else state
-    if not state.get("lab"):
+    state = LabState.load() if state is None else state
+    if not state.lab or not state.region:
         raise LabError("no lab recorded in the state directory: run `fab provision` first")
     if cloud is None:
-        cloud = connect(choose_target(recorded=state.get("target")), state["region"], start_sandbox=False)
+        cloud = connect(choose_target(recorded=state.target), state.region, start_sandbox=False)
     if cloud is None:
         raise LabError("the sandbox is not running: run `fab provision --target sandbox` first")
-    if running is None:
-        with aws_errors():
-            running = instances.find_instances(cloud.ec2, state["lab"], ["running"])
+    with aws_errors():
+        running = instances.find_instances(cloud.ec2, state.lab, ["running"])
+    if not running and state.is_class:
+        raise LabError(
+            f"lab {state.lab!r} is a class (one lab per student): re-run `fab provision --count N` or "
+            "`--students FILE` (with --all to redo passed students) to deploy and verify every student"
+        )
+    return lab_host_targets(cloud, state.lab, running, state.key_file, out)
+
+
+def lab_host_targets(
+    cloud: Cloud, lab: str, running: list[dict], key_file: str | None, out: TextIO | None = None
+) -> list[HostTarget]:
+    """HostTargets for a lab's `running` instances (as just described) with the lab's private `key_file`;
+    a wait for host keys shows its progress on `out`."""
     if not running:
-        if state.get("mode") == "class":
-            raise LabError(
-                f"lab {state['lab']!r} is a class (one lab per student): re-run `fab provision --count N` or "
-                "`--students FILE` (with --all to redo passed students) to deploy and verify every student"
-            )
-        raise LabError(f"lab {state['lab']!r} has no running instance: run `fab provision` first")
-    key_file = state.get("key_file")
+        raise LabError(f"lab {lab!r} has no running instance: run `fab provision` first")
     if key_file and not Path(key_file).exists():
         raise LabError(
             f"key file {key_file} is missing: run `fab teardown` then `fab provision` to get a new key"
@@ -258,7 +237,7 @@ def ssh_timeout_hint(target: HostTarget, message: str) -> str:
     """After an SSH timeout to an AWS instance: whether the operator's public IP left its group's rule."""
     if "connection timed out" not in message or target.target != "aws" or not target.instance_id:
         return ""
-    region = lab_state.load_state().get("region")
+    region = LabState.load().region
     try:
         cloud = connect("aws", region, start_sandbox=False) if region else None
     except LabError:

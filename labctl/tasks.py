@@ -18,7 +18,7 @@ from labctl.output import reports_lab_errors
 from labctl.taskargs import task
 
 if TYPE_CHECKING:  # each task imports what it uses: `fab --list` and a host task stay light
-    from labctl import cloud_tasks
+    from labctl.options import ProvisionOptions
 
 
 def freeze_startup() -> None:
@@ -73,14 +73,14 @@ def _cloud_options(
     cloud_only: bool = False,
     dry_run: bool = False,
     auto_stop: float | None = None,
-) -> cloud_tasks.ProvisionOptions:
+) -> ProvisionOptions:
     """The cloud options of provision and plan, one flag to one field; a flag not given (None) keeps the
     field's default, which means the recorded state or labctl's default.
 
-    Class mode's --count (students) is not among them: it goes to labctl.classroom, never into
+    Class mode's --count (students) is not among them: it goes to labctl.classmode, never into
     ProvisionOptions.count (instances per lab).
     """
-    from labctl import cloud_tasks
+    from labctl.options import ProvisionOptions
 
     given = {
         "target": target,
@@ -93,7 +93,7 @@ def _cloud_options(
         "ssh_cidr": ssh_cidr,
         "auto_stop": auto_stop,
     }
-    return cloud_tasks.ProvisionOptions(
+    return ProvisionOptions(
         **{field: value for field, value in given.items() if value is not None},
         open_world=open_world,
         cloud_only=cloud_only,
@@ -126,28 +126,23 @@ def provision(
     all_=False,
 ):
     """Create or converge the lab: key pair, security group, Ubuntu instance, then the host setup."""
-    import lab.provision
-    from labctl import cloud_tasks, host_tasks
+    from lab.provision import HostOptions
+    from labctl import host_tasks
+    from labctl.single.provisioning import provision  # this task's cloud part and host setup
 
     ssh_cidr = taskargs.one_value("ssh-cidr", ssh_cidr)
     taskargs.class_mode_only(students, count, parallel=parallel, shared_sg=shared_sg, all_=all_)
     statelock.hold(dry_run=dry_run)  # one changing run per state dir; a second one waits (labctl.statelock)
-    host_options = lab.provision.ProvisionOptions(
-        **({"mirror": mirror} if mirror else {}), trust_new_host=trust_new_host
-    )
-    if auto_stop is not None:
-        from infra.autostop import validate_hours
-
-        auto_stop = validate_hours(auto_stop)
+    host_options = HostOptions(**({"mirror": mirror} if mirror else {}), trust_new_host=trust_new_host)
     if isinstance(c, Connection):  # -H user@host: bring your own host, no cloud part
         if auto_stop is not None:
             raise LabError("--auto-stop needs a lab instance (aws or sandbox), not a -H host")
         hosts, config = host_tasks.task_hosts(c)
         host_tasks.provision_hosts(hosts, host_options, dry_run, config=config)
         return
-    run = cloud_tasks.provision
-    if students or count:  # class mode: one lab per student (labctl.classroom)
-        from labctl import classroom  # also --dry-run and --auto-stop, per student
+    run = provision
+    if students or count:  # class mode: one lab per student (labctl.classmode)
+        from labctl.classmode import classroom  # also --dry-run and --auto-stop, per student
 
         run = classroom.class_provision(students, count, parallel, shared_sg, all_)
     options = _cloud_options(
@@ -185,7 +180,7 @@ def plan(
     open_world=False,
 ):
     """Show what provision would create, change or start, without changing anything."""
-    from labctl import cloud_tasks
+    from labctl.single.provisioning import plan
 
     ssh_cidr = taskargs.one_value("ssh-cidr", ssh_cidr)
     options = _cloud_options(
@@ -199,7 +194,7 @@ def plan(
         ssh_cidr=ssh_cidr,
         open_world=open_world,
     )
-    cloud_tasks.plan(options)
+    plan(options)
 
 
 @task(
@@ -212,15 +207,15 @@ def plan(
 @reports_lab_errors
 def status(c, target=None, region=None, name=None, json=False, warn_hours=None):
     """Show the lab's instances (uptime, auto-stop, how to connect), security group and key pair."""
-    from labctl import cloud_tasks
+    from labctl.status import status_data, status_lines
 
-    data = cloud_tasks.status_data(target, region, name, warn_hours=warn_hours)
+    data = status_data(target, region, name, warn_hours=warn_hours)
     if json:
         from json import dumps  # the task's own `json` flag takes the module's name
 
         print(dumps(data, indent=2, sort_keys=True))
     else:
-        print("\n".join(cloud_tasks.status_lines(data)))
+        print("\n".join(status_lines(data)))
 
 
 @task(
@@ -239,9 +234,9 @@ def teardown(c, target=None, region=None, name=None, keep_key=False, all_labs=Fa
 
         teardown_all_labs(target, region)
         return
-    from labctl import cloud_tasks
+    from labctl.teardown import teardown
 
-    cloud_tasks.teardown(target, region, name, keep_key)
+    teardown(target, region, name, keep_key)
 
 
 # --- host layer: deploy-echo and verify (labctl.host_tasks) -----------------------------------------------
@@ -263,7 +258,7 @@ _HOST_HELP = {
 @reports_lab_errors
 def deploy_echo(c, server="c", concurrent=False, dry_run=False, json=False, trust_new_host=False):
     """Upload, build and run the echo server on 12345 (only what changed)."""
-    import lab.provision
+    from lab.provision import HostOptions
     from labctl import host_tasks
 
     statelock.hold(dry_run=dry_run)
@@ -275,7 +270,7 @@ def deploy_echo(c, server="c", concurrent=False, dry_run=False, json=False, trus
         dry_run,
         as_json=json,
         config=config,
-        options=lab.provision.ProvisionOptions(trust_new_host=trust_new_host),
+        options=HostOptions(trust_new_host=trust_new_host),
     )
 
 
@@ -283,11 +278,11 @@ def deploy_echo(c, server="c", concurrent=False, dry_run=False, json=False, trus
 @reports_lab_errors
 def verify(c, json=False, trust_new_host=False):
     """Check the lab from here and on the host: ping, echo round trips, clients, facts."""
-    import lab.provision
+    from lab.provision import HostOptions
     from labctl import host_tasks
 
     hosts, config = host_tasks.task_hosts(c)
-    options = lab.provision.ProvisionOptions(trust_new_host=trust_new_host)
+    options = HostOptions(trust_new_host=trust_new_host)
     if not host_tasks.verify(hosts, json, config=config, options=options):
         raise SystemExit(1)
 

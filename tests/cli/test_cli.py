@@ -106,4 +106,7 @@ def test_labctl_list_stays_light_and_loads_no_fabfile(tmp_path, elsewhere):
     assert done.returncode == 0, done.stderr
     modules = set(json.loads(out.read_text()))
     assert "labctl.tasks" in modules
-    assert not {"fabfile", "botocore", "boto3", "labctl.cloud_tasks", "labctl.classroom"} & modules
+    assert (
+        not {"fabfile", "botocore", "boto3", "labctl.single.provisioning", "labctl.classmode.classroom"}
+        & modules
+    )

@@ -14,7 +14,10 @@ import pytest
 from invoke import Context
 
 from infra.tags import STUDENT_KEY
-from labctl import classroom, cloud_tasks, tasks
+from labctl import tasks
+from labctl.classmode import classroom
+from labctl.options import ProvisionOptions
+from labctl.single import provisioning
 
 from .conftest import TEST_CIDR
 
@@ -44,8 +47,8 @@ def seen(monkeypatch):
     def in_class(options, class_options, host_options=None):
         calls.update(options=options, class_options=class_options, host_options=host_options)
 
-    monkeypatch.setattr(cloud_tasks, "provision", single)
-    monkeypatch.setattr(cloud_tasks, "plan", lambda options: calls.update(options=options))
+    monkeypatch.setattr(provisioning, "provision", single)
+    monkeypatch.setattr(provisioning, "plan", lambda options: calls.update(options=options))
     monkeypatch.setattr(classroom, "provision_class", in_class)
     return calls
 
@@ -67,7 +70,7 @@ CLOUD_FLAGS = {
 @pytest.mark.parametrize("task", [tasks.provision, tasks.plan])
 def test_each_cloud_flag_lands_in_its_own_field(seen, task, flag, value):
     task(Context(), **{flag: value})
-    expected = dataclasses.replace(cloud_tasks.ProvisionOptions(), **{flag: value})
+    expected = dataclasses.replace(ProvisionOptions(), **{flag: value})
     assert seen["options"] == expected
 
 
@@ -87,13 +90,13 @@ def test_provision_only_flags_and_host_options(seen):
 
 def test_flags_not_given_keep_the_defaults(seen):
     tasks.provision(Context())
-    assert seen["options"] == cloud_tasks.ProvisionOptions()
+    assert seen["options"] == ProvisionOptions()
     assert "class_options" not in seen
 
 
 def test_class_flags_go_to_the_class_not_to_the_lab(seen):
     tasks.provision(Context(), name="netclass", count="3", parallel="2", shared_sg=True, all_=True)
-    assert seen["options"] == cloud_tasks.ProvisionOptions(name="netclass")  # count stays 1 per lab
+    assert seen["options"] == ProvisionOptions(name="netclass")  # count stays 1 per lab
     class_options = seen["class_options"]
     assert [s.id for s in class_options.students] == ["s01", "s02", "s03"]
     assert (class_options.parallel, class_options.shared_sg, class_options.redo_all) == (2, True, True)

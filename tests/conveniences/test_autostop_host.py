@@ -17,7 +17,7 @@ import pytest
 from lab import autostop
 from lab.connect import open_connection
 from lab.remote import Host
-from lab.result import CHANGED, OK, WOULD_CHANGE, Report
+from lab.result import CHANGED, OK, WOULD_CHANGE, HostReport
 
 from ..lab.conftest import eventually
 
@@ -33,7 +33,7 @@ FAKE_SHUTDOWN = (
 @pytest.fixture
 def host(sandbox_host):
     conn = open_connection(sandbox_host.target, ssh_timeout=30)
-    box = Host(conn, "lab-1", Report())
+    box = Host(conn, "lab-1", HostReport())
     try:
         yield box
     finally:

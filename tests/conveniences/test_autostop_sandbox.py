@@ -14,7 +14,7 @@ import pytest
 from lab import autostop
 from lab.connect import open_connection
 from lab.remote import Host
-from lab.result import CHANGED, Report
+from lab.result import CHANGED, HostReport
 from sandbox import testhost
 
 from ..lab.conftest import eventually
@@ -33,7 +33,7 @@ def state_of(box) -> str:
 
 def connect(box) -> tuple:
     conn = open_connection(box.target, ssh_timeout=30)
-    return conn, Host(conn, "lab-1", Report())
+    return conn, Host(conn, "lab-1", HostReport())
 
 
 def test_plain_user_cannot_power_off_and_shutdown_refuses_a_schedule(sandbox_host):

@@ -230,7 +230,7 @@ def test_zz_teardown_all_labs_lists_then_removes_everything(lab):
 
 
 def test_class_mode_refuses_a_bad_auto_stop_in_one_line_before_doing_anything(tmp_path):
-    # class mode's --auto-stop itself: tests/classroom/test_class_autostop.py and test_class_sandbox_extras.py
+    # class mode's --auto-stop itself: tests/labctl/classmode/ test_class_autostop, test_class_sandbox_extras
     env = {k: v for k, v in os.environ.items() if k not in DROP}
     env["LAB_STATE_DIR"] = str(tmp_path / "state")
     args = ["provision", "--target", "sandbox", "--count", "2", "--auto-stop", "soon"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.echo.helpers import (
+from tests.support.echo import (
     ECHO_DIR,
     SERVER_KINDS,
     EchoServer,

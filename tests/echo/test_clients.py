@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.echo.helpers import (
+from tests.support.echo import (
     PROGRAM_CLIENT_KINDS,
     WAIT_SECONDS,
     child_env,

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.echo.helpers import (
+from tests.support.echo import (
     CONCURRENT_SERVER_KINDS,
     KOREAN_LINES,
     WAIT_SECONDS,

@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from tests.echo.helpers import (
+from tests.support.echo import (
     CLIENT_KINDS,
     KOREAN_LINES,
     SERVER_KINDS,

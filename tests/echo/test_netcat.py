@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.echo.helpers import (
+from tests.support.echo import (
     KOREAN_LINES,
     PROGRAM_CLIENT_KINDS,
     SERVER_KINDS,

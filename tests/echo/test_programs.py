@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from tests.echo.helpers import (
+from tests.support.echo import (
     ECHO_DIR,
     KOREAN_LINES,
     SERVER_KINDS,

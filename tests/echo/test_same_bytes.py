@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.echo.helpers import connect, receive_exactly, unused_port
+from tests.support.echo import connect, receive_exactly, unused_port
 
 SERVERS = ("c", "py", "py_concurrent", "c_poll")
 

@@ -10,7 +10,7 @@ import threading
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.echo.helpers import connect, receive_exactly, send_line_expecting_nothing, unused_port
+from tests.support.echo import connect, receive_exactly, send_line_expecting_nothing, unused_port
 
 SERVERS = ("c_asan", "py", "py_concurrent", "c_poll_asan")
 

@@ -15,26 +15,28 @@ from moto import mock_aws
 
 from infra import security_group as groups
 from infra.tags import is_ours, resource_name
-from labctl import cloud_tasks
-from labctl import state as lab_state
 from labctl.errors import LabError
+from labctl.options import ProvisionOptions
 from labctl.output import Report
+from labctl.single import provisioning
+from labctl.state import key_dir, load_state
+from labctl.teardown import teardown
+from tests.support.faults import interrupting
 
 from .conftest import REGION, TEST_CIDR
-from .faults import interrupting
 
 pytestmark = pytest.mark.slow
 
 LAB = "netlab"
-OPTIONS = cloud_tasks.ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True)
+OPTIONS = ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True)
 
 
 def _provision() -> None:
-    cloud_tasks.provision(OPTIONS, Report(io.StringIO(), io.StringIO()))
+    provisioning.provision(OPTIONS, Report(io.StringIO(), io.StringIO()))
 
 
 def _teardown() -> None:
-    cloud_tasks.teardown(report=Report(io.StringIO(), io.StringIO()))
+    teardown(report=Report(io.StringIO(), io.StringIO()))
 
 
 def _inventory() -> dict:
@@ -48,7 +50,7 @@ def _inventory() -> dict:
         "instances": live,
         "groups": sgs,
         "key_pairs": ec2.describe_key_pairs()["KeyPairs"],
-        "key_files": sorted(lab_state.key_dir().iterdir()),
+        "key_files": sorted(key_dir().iterdir()),
     }
 
 
@@ -61,7 +63,7 @@ def _assert_converged(found: dict) -> None:
     assert [k["KeyName"] for k in found["key_pairs"]] == [resource_name(LAB)]
     assert [f.name for f in found["key_files"]] == [f"{resource_name(LAB)}.pem"]
     assert stat.S_IMODE(found["key_files"][0].stat().st_mode) == 0o600
-    state = lab_state.load_state()
+    state = load_state()
     assert state["instance_ids"] == [found["instances"][0]["InstanceId"]]
     assert state["security_group_id"] == found["groups"][0]["GroupId"]
 

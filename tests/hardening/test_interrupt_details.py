@@ -9,16 +9,19 @@ import pytest
 from botocore.stub import Stubber
 
 from infra.tags import resource_name
-from labctl import cloud_tasks, interrupts
-from labctl import state as lab_state
+from labctl import interrupts
 from labctl.errors import LabError, LabInterrupted
+from labctl.options import ProvisionOptions
 from labctl.output import Report
+from labctl.single import provisioning
+from labctl.state import key_dir
+from labctl.teardown import teardown
+from tests.support.faults import interrupting
 
 from .conftest import REGION, TEST_CIDR
-from .faults import interrupting
 
 KEY = resource_name("netlab")
-OPTIONS = cloud_tasks.ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True)
+OPTIONS = ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True)
 
 
 def test_when_listing_what_exists_fails_the_message_is_still_one_line_and_points_to_status():
@@ -40,24 +43,24 @@ def _key_pair_ids(ec2) -> list[str]:
 def test_key_pair_created_but_never_saved_is_planned_then_replaced(ec2, monkeypatch):
     report = Report(io.StringIO(), io.StringIO())
     with interrupting(monkeypatch) as counter:
-        cloud_tasks.provision(OPTIONS, report)
+        provisioning.provision(OPTIONS, report)
     at = counter.calls.index("ec2.CreateKeyPair") + 1
-    cloud_tasks.teardown(report=Report(io.StringIO(), io.StringIO()))
+    teardown(report=Report(io.StringIO(), io.StringIO()))
 
     with interrupting(monkeypatch, at, "after"), pytest.raises(LabError) as failure:
-        cloud_tasks.provision(OPTIONS, Report(io.StringIO(), io.StringIO()))
-    key_file = lab_state.key_dir() / f"{KEY}.pem"
+        provisioning.provision(OPTIONS, Report(io.StringIO(), io.StringIO()))
+    key_file = key_dir() / f"{KEY}.pem"
     assert f"key pair {KEY}" in str(failure.value) and f"key file {key_file}" in str(failure.value)
     assert key_file.read_text() == ""  # reserved, never filled: nobody has this private key
     unsaved = _key_pair_ids(ec2)
     assert len(unsaved) == 1
 
     planned = io.StringIO()
-    cloud_tasks.plan(OPTIONS, Report(planned, io.StringIO()))
+    provisioning.plan(OPTIONS, Report(planned, io.StringIO()))
     assert f"  would create key pair {KEY}: would create (the last was never saved)" in planned.getvalue()
     assert _key_pair_ids(ec2) == unsaved and key_file.read_text() == ""
 
-    cloud_tasks.provision(OPTIONS, Report(io.StringIO(), io.StringIO()))
+    provisioning.provision(OPTIONS, Report(io.StringIO(), io.StringIO()))
     replaced = _key_pair_ids(ec2)
     assert len(replaced) == 1 and replaced != unsaved
     assert key_file.read_text().startswith("-----BEGIN OPENSSH PRIVATE KEY-----")

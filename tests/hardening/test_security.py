@@ -13,9 +13,10 @@ from typing import Callable
 import pytest
 
 from infra import security_group as groups
-from labctl import cloud_tasks
+from labctl.options import ProvisionOptions
 from labctl.output import Report
-from tests.infra.test_fab_command import FAB, REPO, isolated_fab_env, moto_server  # noqa: F401 - fixture
+from labctl.single import provisioning
+from tests.support.fab import FAB, REPO, isolated_fab_env
 
 from .conftest import REGION
 
@@ -23,7 +24,7 @@ SECRET = "hardening/Secret+0123456789abcdefghijKLMNOPQR"  # 44 characters, shape
 
 
 def _provision(report: Report, **options) -> None:
-    cloud_tasks.provision(cloud_tasks.ProvisionOptions(target="aws", cloud_only=True, **options), report)
+    provisioning.provision(ProvisionOptions(target="aws", cloud_only=True, **options), report)
 
 
 def _sources(ec2) -> set[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.infra.test_fab_command import FAB, REPO, _wait_for_port, isolated_fab_env
+from tests.support.fab import FAB, REPO, isolated_fab_env, wait_for_port
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +81,7 @@ def held_moto(tmp_path, free_port, request):
         text=True,
     )
     try:
-        _wait_for_port(free_port, process)
+        wait_for_port(free_port, process)
         yield held
     finally:
         held.release.touch()

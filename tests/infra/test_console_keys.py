@@ -17,14 +17,15 @@ from botocore.stub import Stubber
 
 from infra import console, instances, pinned_keys
 from infra.errors import CloudError
-from labctl import cloud_tasks, targets
-from labctl import state as lab_state
+from labctl import state, targets
 from labctl.errors import LabError
 from labctl.hostkeys import parse_host_keys
+from labctl.options import ProvisionOptions
 from labctl.output import Report
+from labctl.single import provisioning
+from tests.support.console import ECDSA, ED25519, console_text
 
 from .conftest import REGION, TEST_CIDR
-from .test_targets import ECDSA, ED25519, _console
 
 LATEST_REFUSED = (
     "UnsupportedOperation",
@@ -67,10 +68,10 @@ def fresh_run(monkeypatch):
 
 def provisioned(aws) -> dict:
     """One instance of a cloud-only provision (moto), as described."""
-    options = cloud_tasks.ProvisionOptions(
+    options = ProvisionOptions(
         target="aws", instance_type="t2.micro", ssh_cidr=TEST_CIDR, cloud_only=True
     )  # a Xen type: the buffered console, never Latest
-    (instance,) = cloud_tasks.provision(options, Report(io.StringIO()))
+    (instance,) = provisioning.provision(options, Report(io.StringIO()))
     return instance
 
 
@@ -102,14 +103,14 @@ def test_a_first_launch_waits_with_a_progress_line_then_pins_the_keys(aws, clock
     iid = instance["InstanceId"]
     assert instance["InstanceType"] == "t2.micro"  # Xen: the buffered console, never Latest
     cloud, stub = stubbed_cloud()
-    for text in ("", "", "[  3.1] booting", "", _console(ED25519)):
+    for text in ("", "", "[  3.1] booting", "", console_text(ED25519)):
         answer(stub, iid, text)
     out = io.StringIO()
     with stub:
-        (host,) = targets.host_targets(cloud=cloud, running=[instance], out=out)
+        (host,) = targets.lab_host_targets(cloud, "netlab", [instance], None, out)
     stub.assert_no_pending_responses()
     assert host.host_keys == (ED25519,)
-    assert pinned_keys.remembered_keys(lab_state.state_dir(), instance) == (ED25519,)
+    assert pinned_keys.remembered_keys(state.state_dir(), instance) == (ED25519,)
     lines = out.getvalue().splitlines()
     assert lines[0] == (
         f"waiting for the host keys on {iid}'s console (t2 consoles appear a few minutes after boot) 0 s"
@@ -119,7 +120,7 @@ def test_a_first_launch_waits_with_a_progress_line_then_pins_the_keys(aws, clock
 
 def test_the_progress_line_is_not_spam_and_shows_the_elapsed_time(aws, clock):
     instance = {"InstanceId": "i-0123456789abcdef0", "InstanceType": "t2.micro"}
-    texts = iter([""] * 12 + [_console(ED25519)])
+    texts = iter([""] * 12 + [console_text(ED25519)])
     cloud, stub = stubbed_cloud()
     for text in texts:
         answer(stub, instance["InstanceId"], text)
@@ -138,7 +139,7 @@ def test_the_progress_line_is_not_spam_and_shows_the_elapsed_time(aws, clock):
 def test_on_a_terminal_the_progress_line_is_redrawn_in_place_and_cleared(aws, clock):
     instance = {"InstanceId": "i-0123456789abcdef0", "InstanceType": "t2.micro"}
     cloud, stub = stubbed_cloud()
-    for text in ("", "", "", _console(ED25519)):
+    for text in ("", "", "", console_text(ED25519)):
         answer(stub, instance["InstanceId"], text)
     out = Tty()
     with stub:
@@ -149,11 +150,11 @@ def test_on_a_terminal_the_progress_line_is_redrawn_in_place_and_cleared(aws, cl
     assert text.endswith("\r\x1b[2K")  # the line is gone once the keys are found
 
 
-def test_nitro_types_ask_for_the_latest_console(aws, clock):
+def test_nitro_types_ask_for_the_latestconsole_text(aws, clock):
     instance = {"InstanceId": "i-0123456789abcdef0", "InstanceType": "t3.micro"}
     cloud, stub = stubbed_cloud()
     answer(stub, instance["InstanceId"], "", latest=True)
-    answer(stub, instance["InstanceId"], _console(ECDSA), latest=True)
+    answer(stub, instance["InstanceId"], console_text(ECDSA), latest=True)
     with stub:
         assert console.wait_for_host_keys(cloud.ec2, instance, parse_host_keys) == (ECDSA,)
     stub.assert_no_pending_responses()
@@ -166,8 +167,8 @@ def test_latest_refused_by_ec2_falls_back_to_the_buffered_console_for_the_rest_o
     cloud, stub = stubbed_cloud()
     refuse_latest(stub, first["InstanceId"])
     answer(stub, first["InstanceId"], "")
-    answer(stub, first["InstanceId"], _console(ED25519))  # no Latest on the next poll either
-    answer(stub, second["InstanceId"], _console(ECDSA))  # nor for another instance of the type
+    answer(stub, first["InstanceId"], console_text(ED25519))  # no Latest on the next poll either
+    answer(stub, second["InstanceId"], console_text(ECDSA))  # nor for another instance of the type
     with stub:
         assert console.wait_for_host_keys(cloud.ec2, first, parse_host_keys) == (ED25519,)
         assert console.wait_for_host_keys(cloud.ec2, second, parse_host_keys) == (ECDSA,)
@@ -211,7 +212,7 @@ def test_the_bounded_wait_ends_in_one_line_naming_the_ways_forward(aws, clock):
     assert "Get system log" in message and f"ssh ubuntu@{instance['PublicIpAddress']}" in message
     assert "`fab teardown` then `fab provision`" in message
     assert clock.now - 1000.0 == pytest.approx(5.0)  # bounded: not a second longer
-    assert pinned_keys.remembered_keys(lab_state.state_dir(), instance) == ()  # nothing trusted
+    assert pinned_keys.remembered_keys(state.state_dir(), instance) == ()  # nothing trusted
 
 
 def test_after_a_stop_and_start_the_pinned_keys_are_used_with_no_console_read(aws, clock):
@@ -219,9 +220,9 @@ def test_after_a_stop_and_start_the_pinned_keys_are_used_with_no_console_read(aw
     instance = provisioned(aws)
     iid = instance["InstanceId"]
     cloud, stub = stubbed_cloud()
-    answer(stub, iid, _console(ED25519))
+    answer(stub, iid, console_text(ED25519))
     with stub:
-        (first,) = targets.host_targets(cloud=cloud, running=[instance])
+        (first,) = targets.lab_host_targets(cloud, "netlab", [instance], None)
     ec2 = boto3.client("ec2", region_name=REGION)
     ec2.stop_instances(InstanceIds=[iid])
     ec2.start_instances(InstanceIds=[iid])  # through the API, not through labctl
@@ -232,10 +233,10 @@ def test_after_a_stop_and_start_the_pinned_keys_are_used_with_no_console_read(aw
     cloud, stub = stubbed_cloud()  # nothing queued: any GetConsoleOutput call fails the test
     started = clock.now
     with stub:
-        (host,) = targets.host_targets(cloud=cloud, running=[restarted])
+        (host,) = targets.lab_host_targets(cloud, "netlab", [restarted], None)
     assert host.host_keys == first.host_keys == (ED25519,)
     assert clock.now == started  # no wait at all
-    assert pinned_keys.last_seen(lab_state.state_dir(), iid) == ("54.180.0.77", (ED25519,))
+    assert pinned_keys.last_seen(state.state_dir(), iid) == ("54.180.0.77", (ED25519,))
 
 
 def test_keys_pinned_by_an_older_labctl_for_one_boot_are_kept(tmp_path):
@@ -263,7 +264,7 @@ def test_remembering_the_same_keys_and_address_does_not_rewrite_the_file(tmp_pat
 
 
 def test_forget_host_keys_drops_one_instance_only_when_it_is_clear_which(aws):
-    state_dir = lab_state.state_dir()
+    state_dir = state.state_dir()
     state_dir.mkdir(parents=True, exist_ok=True)
     with pytest.raises(LabError, match="no pinned host keys to forget"):
         targets.forget_host_keys()
@@ -293,13 +294,13 @@ def test_user_data_carries_no_private_host_key(aws):
 
 
 def test_the_class_plan_uses_the_keys_pinned_before_a_stop_and_writes_none(aws):
-    from labctl.class_plan import read_only_target
+    from labctl.classmode.plan import read_only_target
 
     instance = provisioned(aws)
-    state_dir = lab_state.state_dir()
-    key_file = lab_state.load_state()["key_file"]
+    state_dir = state.state_dir()
+    key_file = state.load_state()["key_file"]
     cloud, stub = stubbed_cloud()
-    answer(stub, instance["InstanceId"], _console(ECDSA))
+    answer(stub, instance["InstanceId"], console_text(ECDSA))
     with stub:  # nothing pinned yet: the console, and nothing remembered (a plan writes nothing)
         assert read_only_target(cloud, instance, key_file, "s01").host_keys == (ECDSA,)
     assert pinned_keys.pinned_ids(state_dir) == []

@@ -8,9 +8,13 @@ import json
 import pytest
 
 from infra import cost
-from labctl import classroom, cloud_tasks
+from labctl import status
+from labctl.classmode import classroom
+from labctl.classmode.roster import Student
+from labctl.classmode.shared import ClassOptions
+from labctl.options import ProvisionOptions
 from labctl.output import Report
-from labctl.roster import Student
+from labctl.single import provisioning
 
 from .conftest import REGION, TEST_CIDR
 
@@ -69,8 +73,8 @@ def test_root_volume_comes_from_the_image_or_is_assumed():
     assert cost.root_volume(None).describe() == "8 GiB gp2 (assumed)"
 
 
-def _options(**overrides) -> cloud_tasks.ProvisionOptions:
-    return cloud_tasks.ProvisionOptions(
+def _options(**overrides) -> ProvisionOptions:
+    return ProvisionOptions(
         **{**dict(target="aws", instance_type="t2.micro", ssh_cidr=TEST_CIDR, cloud_only=True), **overrides}
     )
 
@@ -88,7 +92,7 @@ def _moto_volume(ec2, image_id: str) -> cost.RootVolume:
 
 def test_plan_shows_the_estimate_with_the_date(aws):
     out = io.StringIO()
-    cloud_tasks.plan(_options(instance_type="t3.small"), Report(out, io.StringIO()))
+    provisioning.plan(_options(instance_type="t3.small"), Report(out, io.StringIO()))
     line = next(x for x in out.getvalue().splitlines() if x.startswith("  cost "))
     assert line.startswith(
         "  cost         about $0.0326/h while running (t3.small $0.0260 + public IPv4 $0.0050 + "
@@ -97,9 +101,9 @@ def test_plan_shows_the_estimate_with_the_date(aws):
 
 
 def test_status_json_has_the_cost_of_each_instance_and_the_lab(ec2):
-    (instance,) = cloud_tasks.provision(_options(), _quiet())
+    (instance,) = provisioning.provision(_options(), _quiet())
     volume = _moto_volume(ec2, instance["ImageId"])
-    data = cloud_tasks.status_data(target="aws")
+    data = status.status_data(target="aws")
     storage = volume.size_gib * PRICES.ebs_gb_month["standard"] / 730
     running = 0.0144 + 0.005 + storage
     assert data["instances"][0]["cost"] == {
@@ -124,45 +128,45 @@ def test_status_json_has_the_cost_of_each_instance_and_the_lab(ec2):
         "class_total": None,
         "unknown": [],
     }
-    lines = cloud_tasks.status_lines(data)
+    lines = status.status_lines(data)
     assert f"  cost         {instance['InstanceId']}: about $0.0210/h now (running); " in "\n".join(lines)
     assert f"  prices       {PRICES.date}, ap-northeast-2, USD (infra/prices.json)" in lines
 
 
 def test_a_stopped_instance_costs_its_volume_only(ec2):
-    (instance,) = cloud_tasks.provision(_options(), _quiet())
+    (instance,) = provisioning.provision(_options(), _quiet())
     ec2.stop_instances(InstanceIds=[instance["InstanceId"]])
-    data = cloud_tasks.status_data(target="aws")
+    data = status.status_data(target="aws")
     info = data["instances"][0]
     assert info["state"] == "stopped"
     assert info["cost"]["now_per_hour"] == info["cost"]["stopped_per_hour"] == round(15 * 0.08 / 730, 6)
     assert info["cost"]["running_per_hour"] > info["cost"]["stopped_per_hour"]
     assert data["cost"]["lab"]["now_per_hour"] == info["cost"]["stopped_per_hour"]
-    text = "\n".join(cloud_tasks.status_lines(data))
+    text = "\n".join(status.status_lines(data))
     assert "about $0.0016/h now (stopped); $0.0210/h while running" in text
 
 
 def test_an_unknown_type_in_status_is_named(ec2):
-    cloud_tasks.provision(_options(instance_type="m5.large"), _quiet())
-    data = cloud_tasks.status_data(target="aws")
+    provisioning.provision(_options(instance_type="m5.large"), _quiet())
+    data = status.status_data(target="aws")
     assert data["instances"][0]["cost"]["running_per_hour"] is None
     assert data["cost"]["lab"]["running_per_hour"] is None
     assert data["cost"]["unknown"] == ["instance type m5.large"]
-    text = "\n".join(cloud_tasks.status_lines(data))
+    text = "\n".join(status.status_lines(data))
     assert "price unknown while running (m5.large price unknown + " in text
     assert "; no price for instance type m5.large" in text
 
 
 def test_class_status_has_a_class_total(ec2):
-    students = classroom.ClassOptions((Student("s01"), Student("s02")))
+    students = ClassOptions((Student("s01"), Student("s02")))
     classroom.provision_class(_options(name="net2026"), students, out=io.StringIO(), tty=False)
-    data = cloud_tasks.status_data(target="aws", name="net2026")
+    data = status.status_data(target="aws", name="net2026")
     per_lab = data["class"]["students"][0]["instances"][0]["cost"]["running_per_hour"]
     total = data["cost"]["class_total"]
     assert total["instances"] == 2
     assert total["running_per_hour"] == pytest.approx(2 * per_lab)
     assert total["now_per_hour"] == pytest.approx(2 * per_lab)
-    lines = cloud_tasks.status_lines(data)
+    lines = status.status_lines(data)
     assert any(line.startswith("  class cost   about $0.0421/h now for 2 student lab(s)") for line in lines)
 
 
@@ -175,7 +179,7 @@ def test_the_sandbox_costs_nothing_and_says_null():
 
 
 def test_class_dry_run_prices_the_whole_class(aws):
-    students = classroom.ClassOptions((Student("s01"), Student("s02")))
+    students = ClassOptions((Student("s01"), Student("s02")))
     out = io.StringIO()
     classroom.provision_class(_options(name="net2026", dry_run=True), students, out=out, tty=False)
     line = next(x for x in out.getvalue().splitlines() if x.startswith("  cost "))

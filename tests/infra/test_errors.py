@@ -10,9 +10,13 @@ from botocore.stub import Stubber
 
 from infra import errors, regions
 from infra.cidr import resolve_source_cidr, validate_cidr
-from labctl import cloud_tasks, targets
+from labctl import targets
 from labctl.errors import LabError
+from labctl.labref import validate_lab_name
+from labctl.options import ProvisionOptions
 from labctl.output import Report
+from labctl.single import provisioning
+from labctl.status import status_data
 
 from .conftest import REGION, TEST_CIDR
 
@@ -57,8 +61,8 @@ def test_unknown_region_is_refused_before_any_call():
 
 def test_unknown_region_through_provision(aws):
     with pytest.raises(LabError, match="unknown region"):
-        cloud_tasks.provision(
-            cloud_tasks.ProvisionOptions(target="aws", region="moon-1", cloud_only=True),
+        provisioning.provision(
+            ProvisionOptions(target="aws", region="moon-1", cloud_only=True),
             Report(io.StringIO()),
         )
 
@@ -126,8 +130,8 @@ def test_operator_ip_is_looked_up_only_for_real_aws():
 
 def test_provision_on_aws_uses_the_operator_ip_by_default(aws, monkeypatch):
     monkeypatch.setattr("infra.operator_ip.operator_public_ip", lambda: "198.51.100.77")
-    cloud_tasks.provision(cloud_tasks.ProvisionOptions(target="aws", cloud_only=True), Report(io.StringIO()))
-    rules = cloud_tasks.status_data()["security_group"]["rules"]
+    provisioning.provision(ProvisionOptions(target="aws", cloud_only=True), Report(io.StringIO()))
+    rules = status_data()["security_group"]["rules"]
     assert {rule["source"] for rule in rules} == {"198.51.100.77/32"}
 
 
@@ -139,9 +143,7 @@ def test_operator_ip_failure_asks_for_ssh_cidr(aws, monkeypatch):
 
     monkeypatch.setattr("infra.operator_ip.operator_public_ip", unreachable)
     with pytest.raises(LabError, match="pass --ssh-cidr"):
-        cloud_tasks.provision(
-            cloud_tasks.ProvisionOptions(target="aws", cloud_only=True), Report(io.StringIO())
-        )
+        provisioning.provision(ProvisionOptions(target="aws", cloud_only=True), Report(io.StringIO()))
     import boto3
 
     assert not boto3.client("ec2", region_name=REGION).describe_key_pairs()["KeyPairs"], "nothing created"
@@ -168,16 +170,16 @@ def _stubbed_cloud(monkeypatch, operation: str, code: str) -> Stubber:
 )
 def test_provision_reports_stubbed_api_errors_in_one_line(monkeypatch, code, expected):
     stubber = _stubbed_cloud(monkeypatch, "describe_images", code)
-    options = cloud_tasks.ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True)
+    options = ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True)
     with stubber, pytest.raises(LabError) as failure:
-        cloud_tasks.provision(options, Report(io.StringIO()))
+        provisioning.provision(options, Report(io.StringIO()))
     assert str(failure.value).startswith(expected)
     assert "\n" not in str(failure.value)
 
 
 def test_invalid_lab_name_is_refused():
     with pytest.raises(LabError, match="invalid lab --name"):
-        cloud_tasks.validate_lab_name("my lab!")
+        validate_lab_name("my lab!")
 
 
 def test_sandbox_session_ignores_a_missing_profile(monkeypatch):

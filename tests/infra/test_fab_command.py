@@ -4,96 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-FAB = Path(sys.executable).with_name("fab")
-
-SERVER = """
-import sys
-from pathlib import Path
-sys.path.insert(0, sys.argv[1])
-from sandbox import moto_images
-moto_images.install(Path(sys.argv[2]))
-from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=int(sys.argv[3]), verbose=False)
-server.start()
-print("ready", flush=True)
-sys.stdin.read()
-server.stop()
-"""
+from tests.support.fab import REPO
 
 pytestmark = pytest.mark.slow
-
-
-def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"moto server exited: {process.stderr.read()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("moto server did not start")
-
-
-def isolated_fab_env(tmp_path: Path, **extra: str) -> dict:
-    """The environment for a `fab` subprocess: fake credentials, no AWS config or instance metadata,
-    a private state dir; `extra` adds or overrides variables (e.g. AWS_ENDPOINT_URL)."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "LAB_"))}
-    env.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_CONFIG_FILE=str(tmp_path / "no-aws-config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-aws-credentials"),
-        AWS_EC2_METADATA_DISABLED="true",
-        LAB_STATE_DIR=str(tmp_path / "state"),
-    )
-    env.update(extra)
-    return env
-
-
-@pytest.fixture
-def moto_server(tmp_path, free_port):
-    """A moto server with the Canonical catalogue, stopped (by its PID) after the test."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(REPO), str(tmp_path / "amis.json"), str(free_port)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        _wait_for_port(free_port, process)
-        yield f"http://127.0.0.1:{free_port}"
-    finally:
-        process.stdin.close()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-@pytest.fixture
-def fab(moto_server, tmp_path):
-    """Run `fab ARGS` from the repo root against the moto server; returns the CompletedProcess."""
-    env = isolated_fab_env(tmp_path, AWS_ENDPOINT_URL=moto_server)
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [str(FAB), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
-        )
-
-    return run
 
 
 def test_fab_provision_status_teardown_against_moto_server(fab, moto_server):

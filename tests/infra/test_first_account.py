@@ -16,10 +16,12 @@ from botocore.stub import ANY, Stubber
 from infra import ami, instances, session, ssh_source
 from infra.errors import translate
 from lab.target import HostTarget
-from labctl import cloud_tasks, targets
-from labctl import state as lab_state
+from labctl import targets
 from labctl.errors import LabError
+from labctl.options import ProvisionOptions
 from labctl.output import Report
+from labctl.single import provisioning
+from labctl.state import LabState
 
 from .conftest import REGION, TEST_CIDR
 
@@ -143,11 +145,11 @@ def test_the_note_is_printed_once_per_provision(ec2, monkeypatch):
 
     monkeypatch.setattr(ami, "find_ami", deprecated)
     err = io.StringIO()
-    options = cloud_tasks.ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True)
-    cloud_tasks.provision(options, Report(io.StringIO(), err))
+    options = ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True)
+    provisioning.provision(options, Report(io.StringIO(), err))
     assert err.getvalue().count("Ubuntu 20.04 is past standard support") == 1
     err = io.StringIO()
-    cloud_tasks.provision(options, Report(io.StringIO(), err))
+    provisioning.provision(options, Report(io.StringIO(), err))
     assert "past standard support" not in err.getvalue()  # a re-run checks nothing again
 
 
@@ -155,8 +157,8 @@ def test_the_note_is_printed_once_per_provision(ec2, monkeypatch):
 
 
 def _provisioned(ec2, cidr: str) -> dict:
-    options = cloud_tasks.ProvisionOptions(target="aws", ssh_cidr=cidr, cloud_only=True)
-    (instance,) = cloud_tasks.provision(options, Report(io.StringIO(), io.StringIO()))
+    options = ProvisionOptions(target="aws", ssh_cidr=cidr, cloud_only=True)
+    (instance,) = provisioning.provision(options, Report(io.StringIO(), io.StringIO()))
     return instance
 
 
@@ -199,7 +201,7 @@ def test_the_hint_is_appended_where_the_ssh_timeout_is_reported(ec2, monkeypatch
     target = HostTarget(
         name=instance["InstanceId"], address="198.51.100.50", target="aws", instance_id=instance["InstanceId"]
     )
-    report = result.Report()
+    report = result.HostReport()
     host_tasks.run_on_one_host(target, lambda host: None, report)
     (message,) = report.errors.values()
     assert message.startswith(timeout + "; your public IP is now 198.51.100.99 but security group")
@@ -213,7 +215,7 @@ def test_no_ip_lookup_after_a_timeout_on_the_sandbox_or_an_emulator(monkeypatch)
     monkeypatch.setattr("infra.operator_ip.operator_public_ip", no_lookup)
     sandbox = HostTarget(name="i-1", address="198.51.100.50", target="sandbox", instance_id="i-1")
     assert targets.ssh_timeout_hint(sandbox, "connection timed out") == ""
-    lab_state.save_state({"target": "aws", "region": REGION, "lab": "netlab"})
+    LabState(**{"target": "aws", "region": REGION, "lab": "netlab"}).save()
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
     emulated = HostTarget(name="i-1", address="198.51.100.50", target="aws", instance_id="i-1")
     assert targets.ssh_timeout_hint(emulated, "connection timed out") == ""
@@ -303,12 +305,12 @@ def test_a_crash_and_an_immediate_rerun_make_one_instance(ec2, monkeypatch):
         return seen[token]
 
     monkeypatch.setattr(instances, "_run", idempotent_run)
-    options = cloud_tasks.ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True)
-    (first,) = cloud_tasks.provision(options, Report(io.StringIO(), io.StringIO()))
+    options = ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True)
+    (first,) = provisioning.provision(options, Report(io.StringIO(), io.StringIO()))
     # the re-run right after a crash: DescribeInstances does not list the new instance yet
     monkeypatch.setattr(instances, "find_instances", lambda client, lab, states=None: [])
-    lab_state.save_state({"target": "aws", "region": REGION, "lab": "netlab"})
-    (again,) = cloud_tasks.provision(options, Report(io.StringIO(), io.StringIO()))
+    LabState(**{"target": "aws", "region": REGION, "lab": "netlab"}).save()
+    (again,) = provisioning.provision(options, Report(io.StringIO(), io.StringIO()))
     assert again["InstanceId"] == first["InstanceId"] and len(seen) == 1
     running = ec2.describe_instances(Filters=[{"Name": "instance-state-name", "Values": ["running"]}])
     assert [i["InstanceId"] for r in running["Reservations"] for i in r["Instances"]] == [first["InstanceId"]]

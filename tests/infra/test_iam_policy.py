@@ -33,7 +33,9 @@ import pytest
 
 from infra.autostop import AUTO_STOP_AT_KEY, AUTO_STOP_HOURS_KEY
 from infra.tags import PROJECT_KEY, PROJECT_VALUE
-from tests.infra.test_fab_command import isolated_fab_env
+from labctl.options import ProvisionOptions
+from labctl.single import provisioning
+from tests.support.fab import isolated_fab_env
 
 REPO = Path(__file__).resolve().parents[2]
 FAB = Path(sys.executable).with_name("fab")
@@ -332,12 +334,11 @@ def _environment(endpoint: str, keys: tuple[str, str], state: Path) -> Iterator[
 
 def admin_provision(accounts: Accounts, state: Path, lab: str, auto_stop: float | None = None) -> None:
     """A lab made by the admin in-process (a second `fab` process per setup costs seconds)."""
-    from labctl import cloud_tasks
     from labctl.output import Report
 
-    options = cloud_tasks.ProvisionOptions(target="aws", name=lab, cloud_only=True, auto_stop=auto_stop)
+    options = ProvisionOptions(target="aws", name=lab, cloud_only=True, auto_stop=auto_stop)
     with _environment(accounts.endpoint, accounts.admin, state):
-        cloud_tasks.provision(options, Report(io.StringIO(), io.StringIO()))
+        provisioning.provision(options, Report(io.StringIO(), io.StringIO()))
 
 
 # --- the policy as it is: every flow succeeds -------------------------------------------------------------

@@ -10,9 +10,10 @@ from botocore.stub import Stubber
 
 from infra import instance_types, instances, preflight, session
 from infra.errors import CloudError, translate
-from labctl import cloud_tasks
 from labctl.errors import LabError
+from labctl.options import ProvisionOptions
 from labctl.output import Report
+from labctl.single import provisioning
 
 from .conftest import REGION, TEST_CIDR
 
@@ -25,11 +26,9 @@ FREE_PLAN_MESSAGE = (
 
 
 def _provision(**overrides) -> tuple[list[dict], str, str]:
-    options = cloud_tasks.ProvisionOptions(
-        **{**dict(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True), **overrides}
-    )
+    options = ProvisionOptions(**{**dict(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True), **overrides})
     out, err = io.StringIO(), io.StringIO()
-    described = cloud_tasks.provision(options, Report(out, err))
+    described = provisioning.provision(options, Report(out, err))
     return described, out.getvalue(), err.getvalue()
 
 

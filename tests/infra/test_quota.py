@@ -11,9 +11,12 @@ from botocore.stub import Stubber
 from infra import quota, session
 from infra.errors import translate
 from infra.tags import CLASS_KEY, tagged
-from labctl import classroom, cloud_tasks, targets
+from labctl import targets
+from labctl.classmode import classroom
+from labctl.classmode.roster import Student
+from labctl.classmode.shared import ClassOptions
 from labctl.errors import LabError
-from labctl.roster import Student
+from labctl.options import ProvisionOptions
 
 from .conftest import REGION, TEST_CIDR
 
@@ -123,10 +126,10 @@ def test_moto_has_no_such_quota_and_that_is_a_warning(ec2):
 
 
 def _class(students: int):
-    options = cloud_tasks.ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True, name=CLASS)
+    options = ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, cloud_only=True, name=CLASS)
     out = io.StringIO()
     roster = tuple(Student(f"s{i:02d}") for i in range(1, students + 1))
-    classroom.provision_class(options, classroom.ClassOptions(roster), out=out, tty=False)
+    classroom.provision_class(options, ClassOptions(roster), out=out, tty=False)
     return out.getvalue()
 
 

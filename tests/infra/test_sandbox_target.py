@@ -9,9 +9,13 @@ import os
 import pytest
 
 from labcore.net import is_sandbox_address
-from labctl import cloud_tasks, targets
-from labctl import state as lab_state
+from labctl import targets
+from labctl.options import ProvisionOptions
 from labctl.output import Report
+from labctl.single import provisioning
+from labctl.state import state_dir
+from labctl.status import status_data
+from labctl.teardown import teardown
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -30,13 +34,13 @@ def sandbox_lab(monkeypatch):
     try:
         yield
     finally:
-        stop_sandbox(lab_state.state_dir())
+        stop_sandbox(state_dir())
 
 
 def _provision() -> tuple[list[dict], list[str]]:
     out = io.StringIO()
-    options = cloud_tasks.ProvisionOptions(target="sandbox", cloud_only=True)
-    return cloud_tasks.provision(options, Report(out, io.StringIO())), out.getvalue().splitlines()
+    options = ProvisionOptions(target="sandbox", cloud_only=True)
+    return provisioning.provision(options, Report(out, io.StringIO())), out.getvalue().splitlines()
 
 
 def _ssh_with_pinned_key(host) -> str:
@@ -73,11 +77,11 @@ def test_sandbox_provision_is_idempotent_reachable_and_torn_down(sandbox_lab):
     assert host.target == "sandbox" and host.host_keys
     assert _ssh_with_pinned_key(host) == "ubuntu"
 
-    data = cloud_tasks.status_data()
+    data = status_data()
     assert data["endpoint"].startswith("http://127.0.0.1:") and data["sandbox"]["running"] is True
     assert {r["source"] for r in data["security_group"]["rules"]} == {"198.51.100.1/32"}
 
-    results = cloud_tasks.teardown(report=Report(io.StringIO()))
+    results = teardown(report=Report(io.StringIO()))
     assert any(r.status == "deleted" and instance["InstanceId"] in r.resource for r in results)
-    after = cloud_tasks.status_data()
+    after = status_data()
     assert after["sandbox"]["running"] is False and after["instances"] == []

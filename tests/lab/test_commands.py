@@ -10,7 +10,7 @@ import pytest
 
 from lab.packages import apt_error, install_command, update_command
 from lab.remote import Host, Output, as_root, q
-from lab.result import Report as HostReport
+from lab.result import HostReport
 from lab.timezone import set_timezone_command
 from labctl.errors import LabError
 

@@ -9,10 +9,9 @@ import pytest
 
 from lab import connect
 from lab.remote import Host
-from lab.result import Report
-from lab.target import HostTarget
+from lab.result import HostReport
 from labctl.errors import LabError
-from tests.lab.local_sshd import keygen
+from tests.support.local_sshd import keygen, target_for
 
 
 class OneShotServer:
@@ -89,18 +88,6 @@ def test_host_key_entry_format():
 def test_bad_pinned_key_is_a_lab_error():
     with pytest.raises(LabError, match="cannot read the pinned host key"):
         connect.decode_host_key("ssh-ed25519", "bm90IGEga2V5")
-
-
-def target_for(sshd, host_keys=()) -> HostTarget:
-    return HostTarget(
-        name="local",
-        address="127.0.0.1",
-        user="root",
-        key_file=sshd.client_key,
-        port=sshd.port,
-        host_keys=tuple(host_keys),
-        target="byo",
-    )
 
 
 @pytest.mark.root
@@ -187,6 +174,6 @@ def test_a_command_that_hangs_is_a_lab_error(sshd):
     conn = connect.open_connection(target_for(sshd, pinned), ssh_timeout=10)
     try:
         with pytest.raises(LabError, match="`sleep 30` did not finish within 1 s"):
-            Host(conn, "local", Report()).run("sleep 30", timeout=1)
+            Host(conn, "local", HostReport()).run("sleep 30", timeout=1)
     finally:
         conn.close()

@@ -8,8 +8,8 @@ import pytest
 from fabric import Connection
 from invoke import Context
 
-from lab.provision import ProvisionOptions
-from lab.result import Report
+from lab.provision import HostOptions
+from lab.result import HostReport
 from lab.target import HostTarget
 from labctl import host_tasks
 from labctl.errors import LabError
@@ -52,7 +52,7 @@ def test_no_hosts_is_one_clear_line(task):
 def test_bad_mirror_is_refused_before_connecting():
     host = HostTarget("h", "198.51.100.250")
     with pytest.raises(LabError, match="--mirror 'http://x/' is not a host name"):
-        host_tasks.provision_hosts([host], ProvisionOptions(mirror="http://x/"), out=io.StringIO())
+        host_tasks.provision_hosts([host], HostOptions(mirror="http://x/"), out=io.StringIO())
 
 
 def test_bad_server_is_refused_before_connecting():
@@ -61,7 +61,7 @@ def test_bad_server_is_refused_before_connecting():
 
 
 def test_failure_summary_names_the_first_host_and_counts_the_rest():
-    report = Report()
+    report = HostReport()
     report.fail_host("a", "SSH on 198.51.100.10:22 not ready after 1 s: connection refused")
     report.fail_host("b", "other")
     with pytest.raises(LabError) as err:
@@ -76,5 +76,5 @@ def test_unreachable_host_fails_with_the_ssh_cause(free_port):
     host = HostTarget("h", "127.0.0.1", port=free_port, target="byo")
     out = io.StringIO()
     with pytest.raises(LabError, match="connection refused"):
-        host_tasks.provision_hosts([host], ProvisionOptions(ssh_timeout=1), out=out)
+        host_tasks.provision_hosts([host], HostOptions(ssh_timeout=1), out=out)
     assert "[h] error" in out.getvalue()

@@ -3,7 +3,7 @@ from __future__ import annotations
 import io
 import json
 
-from lab.result import CHANGED, FAILED, OK, PASSED, WOULD_CHANGE, Report, Result, outcome
+from lab.result import CHANGED, FAILED, OK, PASSED, WOULD_CHANGE, HostReport, StepResult, outcome
 
 
 def test_outcome():
@@ -14,16 +14,16 @@ def test_outcome():
 
 
 def test_line_has_host_prefix_status_and_detail():
-    line = Result("lab-1", "timezone", CHANGED, "Etc/UTC -> Asia/Seoul").line(10)
+    line = StepResult("lab-1", "timezone", CHANGED, "Etc/UTC -> Asia/Seoul").line(10)
     assert line == "[lab-1] timezone    changed: Etc/UTC -> Asia/Seoul"
 
 
 def test_live_report_prints_each_line_and_summary_counts():
     out = io.StringIO()
-    report = Report(live=out)
-    report.add(Result("h", "a", OK))
-    report.add(Result("h", "b", CHANGED, "x"))
-    report.add(Result("h", "c", CHANGED, "y"))
+    report = HostReport(live=out)
+    report.add(StepResult("h", "a", OK))
+    report.add(StepResult("h", "b", CHANGED, "x"))
+    report.add(StepResult("h", "c", CHANGED, "y"))
     assert out.getvalue().count("\n") == 3
     assert report.ok
     assert report.summary() == "summary: 1 ok, 2 changed"
@@ -31,8 +31,8 @@ def test_live_report_prints_each_line_and_summary_counts():
 
 
 def test_failure_makes_report_not_ok_and_json_carries_it():
-    report = Report()
-    report.add(Result("h", "tcp 12345", PASSED, "fine"))
+    report = HostReport()
+    report.add(StepResult("h", "tcp 12345", PASSED, "fine"))
     report.fail_host("h2", "SSH on 198.51.100.20:22 not ready")
     assert not report.ok
     data = json.loads(report.json())
@@ -47,9 +47,9 @@ def test_failure_makes_report_not_ok_and_json_carries_it():
 
 
 def test_table_aligns_columns():
-    report = Report()
-    report.add(Result("lab-1", "ping", PASSED, "0% packet loss"))
-    report.add(Result("lab-1", "tcp 12345", FAILED, "TCP 12345 timed out"))
+    report = HostReport()
+    report.add(StepResult("lab-1", "ping", PASSED, "0% packet loss"))
+    report.add(StepResult("lab-1", "tcp 12345", FAILED, "TCP 12345 timed out"))
     lines = report.table().splitlines()
     assert lines[0].split() == ["HOST", "CHECK", "RESULT", "DETAIL"]
     assert lines[2].startswith("lab-1  tcp 12345  FAILED  TCP 12345 timed out")
@@ -58,6 +58,6 @@ def test_table_aligns_columns():
 
 
 def test_korean_detail_survives_json():
-    report = Report()
-    report.add(Result("h", "nc", PASSED, "'안녕 싸피' echoed"))
+    report = HostReport()
+    report.add(StepResult("h", "nc", PASSED, "'안녕 싸피' echoed"))
     assert "안녕 싸피" in report.json()

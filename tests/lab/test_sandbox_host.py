@@ -20,9 +20,9 @@ import pytest
 
 from lab import deploy, waits
 from lab.connect import open_connection
-from lab.provision import ProvisionOptions
+from lab.provision import HostOptions
 from lab.remote import Host
-from lab.result import CHANGED, OK, WOULD_CHANGE, Report
+from lab.result import CHANGED, OK, WOULD_CHANGE, HostReport
 from labctl import host_tasks
 from labctl.errors import LabError
 from tests.lab.conftest import ECHO_PORT, eventually
@@ -45,15 +45,15 @@ def ssh(sandbox_host):
     conn.close()
 
 
-def statuses(report: Report) -> dict[str, str]:
+def statuses(report: HostReport) -> dict[str, str]:
     return {r.step: r.status for r in report.results}
 
 
-def provision(box, dry_run=False, **kw) -> Report:
-    return host_tasks.provision_hosts([box.target], ProvisionOptions(**kw), dry_run, out=io.StringIO())
+def provision(box, dry_run=False, **kw) -> HostReport:
+    return host_tasks.provision_hosts([box.target], HostOptions(**kw), dry_run, out=io.StringIO())
 
 
-def deploy_echo(box, **kw) -> Report:
+def deploy_echo(box, **kw) -> HostReport:
     return host_tasks.deploy_echo([box.target], out=io.StringIO(), **kw)
 
 
@@ -161,7 +161,7 @@ def test_changed_source_is_uploaded_rebuilt_and_restarted(sandbox_host, ssh, tmp
     shutil.copytree(deploy.ECHO_DIR, edited, ignore=shutil.ignore_patterns("echo_server", "echo_client"))
     source = edited / "echo_server.c"
     source.write_text(source.read_text() + "\nint labctl_edit_marker = 1;\n")  # changes the binary
-    report = Report()
+    report = HostReport()
     conn = open_connection(sandbox_host.target, ssh_timeout=30)
     try:
         deploy.deploy_echo(Host(conn, "lab-1", report), deploy.ServerChoice("c"), edited)
@@ -180,7 +180,7 @@ def test_a_client_only_change_rebuilds_without_restarting_the_server(sandbox_hos
     source = edited / "echo_client.c"
     source.write_text(source.read_text() + "\nint labctl_edit_marker = 1;\n")  # changes the binary
     pid_before = ssh("cat ~/server-socket/echo-server.pid").stdout
-    report = Report()
+    report = HostReport()
     conn = open_connection(sandbox_host.target, ssh_timeout=30)
     try:
         deploy.deploy_echo(Host(conn, "lab-1", report), deploy.ServerChoice("c"), edited)
@@ -252,7 +252,7 @@ def test_byo_host_needs_known_hosts_or_the_trust_flag(sandbox_host, state_dir):
     byo = sandbox_host.as_byo()
     with pytest.raises(LabError, match="--trust-new-host"):
         host_tasks.provision_hosts([byo], out=io.StringIO())
-    report = host_tasks.provision_hosts([byo], ProvisionOptions(trust_new_host=True), out=io.StringIO())
+    report = host_tasks.provision_hosts([byo], HostOptions(trust_new_host=True), out=io.StringIO())
     assert set(statuses(report).values()) == {OK}
     assert (state_dir / "known_hosts").read_text().startswith(sandbox_host.target.address + " ssh-ed25519 ")
     again = host_tasks.deploy_echo([byo], server="python", concurrent=True, out=io.StringIO())
@@ -348,7 +348,7 @@ def test_held_apt_lock_is_waited_for_then_named(sandbox_host, ssh):
     assert ssh("sudo -n env DEBIAN_FRONTEND=noninteractive apt-get -q -y install psmisc").ok
     holder = ssh("sudo -n sh -c 'setsid sleep 60 < /var/lib/dpkg/lock-frontend > /dev/null 2>&1 & echo $!'")
     holder_pid = int(holder.stdout)
-    report = Report()
+    report = HostReport()
     conn = open_connection(sandbox_host.target, ssh_timeout=30)
     try:
         with pytest.raises(LabError, match="apt/dpkg locks still held after 1 s"):

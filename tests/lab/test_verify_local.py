@@ -12,7 +12,7 @@ import time
 import pytest
 
 from lab import deploy, verify
-from lab.result import FAILED, PASSED, Report
+from lab.result import FAILED, PASSED, HostReport
 
 ECHO_SERVER = str(deploy.ECHO_DIR / "echo_server.py")
 
@@ -88,7 +88,7 @@ def closed_port() -> int:
 
 
 def test_check_records_pass_and_failure_with_cause(echo_server):
-    report = Report()
+    report = HostReport()
     assert verify.check(report, "h", "good", lambda: verify.tcp_echo("127.0.0.1", echo_server))
     assert not verify.check(report, "h", "bad", lambda: verify.tcp_echo("127.0.0.1", closed_port()))
     assert [r.status for r in report.results] == [PASSED, FAILED]

@@ -1,4 +1,3 @@
 """Issue 12 ("Nothing lost"): the fixtures of tests/infra (moto, fake credentials, private state dir)."""
 
 from tests.infra.conftest import aws, ec2, isolated_aws  # noqa: F401 (fixtures)
-from tests.infra.test_fab_command import fab, moto_server  # noqa: F401 (fixtures)

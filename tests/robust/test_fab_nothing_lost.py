@@ -9,7 +9,7 @@ import subprocess
 import boto3
 import pytest
 
-from tests.infra.test_fab_command import FAB, REPO, isolated_fab_env
+from tests.support.fab import FAB, REPO, isolated_fab_env
 
 pytestmark = pytest.mark.slow
 KEY = "labctl-netlab"

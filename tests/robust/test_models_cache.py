@@ -11,7 +11,7 @@ import pytest
 from moto import mock_aws
 
 from infra import models, session
-from tests.infra.test_fab_command import FAB, REPO, isolated_fab_env
+from tests.support.fab import FAB, REPO, isolated_fab_env
 
 from .conftest_helpers import REGION
 

@@ -10,7 +10,7 @@ import termios
 
 import pytest
 
-from labctl.progress import DONE, Progress
+from labctl.classmode.progress import DONE, Progress
 
 PHASES = ("cloud", "provision", "deploy", "verify")
 

@@ -19,7 +19,7 @@ from sandbox.console import (
 )
 from sandbox.errors import SandboxError
 from sandbox.testhost import console_host_keys, wait_for_port
-from tests.sandbox.helpers import eventually
+from tests.support.sandbox import eventually
 
 
 @pytest.mark.parametrize(

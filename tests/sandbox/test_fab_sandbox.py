@@ -16,7 +16,7 @@ from labcore.net import is_sandbox_address
 from sandbox import control, network
 from sandbox.registry import live_daemons
 from sandbox.testhost import sandbox_client
-from tests.sandbox.helpers import host_keys_from_console, processes_marked_by, run, ssh_client
+from tests.support.sandbox import host_keys_from_console, processes_marked_by, run, ssh_client
 
 pytestmark = pytest.mark.root
 PROJECT = Path(__file__).resolve().parents[2]

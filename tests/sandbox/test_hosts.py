@@ -13,7 +13,7 @@ from labcore.net import SANDBOX_NETWORK
 from sandbox import control, network
 from sandbox.aptproxy import DEFAULT_CACHE
 from sandbox.testhost import console_host_keys, wait_for_port
-from tests.sandbox.helpers import eventually, host_keys_from_console, ping_ok, run, ssh_client, tcp_open
+from tests.support.sandbox import eventually, host_keys_from_console, ping_ok, run, ssh_client, tcp_open
 
 pytestmark = pytest.mark.root
 

@@ -13,7 +13,7 @@ import pytest
 from sandbox import control, network
 from sandbox.registry import live_daemons
 from sandbox.testhost import canonical_focal_ami, sandbox_client, stop_sandbox, wait_for_port
-from tests.sandbox.helpers import eventually, nothing_of_ours, ours_on_machine, processes_marked_by
+from tests.support.sandbox import eventually, nothing_of_ours, ours_on_machine, processes_marked_by
 
 pytestmark = pytest.mark.root
 

@@ -8,11 +8,11 @@ import pytest
 
 from infra import pinned_keys
 from lab import connect_early
-from lab.result import Report
+from lab.result import HostReport
 from lab.target import HostTarget
 from labctl import host_tasks
-from tests.lab.local_sshd import keygen
-from tests.speed.test_rerun_counts import counting_ssh
+from tests.support.local_sshd import keygen
+from tests.support.ssh_counts import counting_ssh
 
 pytestmark = pytest.mark.root
 
@@ -31,8 +31,8 @@ def host(sshd) -> HostTarget:
     )
 
 
-def run_true(hosts: list[HostTarget]) -> Report:
-    return host_tasks.run_on_hosts(hosts, lambda h: h.run("true", check=True), Report())
+def run_true(hosts: list[HostTarget]) -> HostReport:
+    return host_tasks.run_on_hosts(hosts, lambda h: h.run("true", check=True), HostReport())
 
 
 def test_the_task_uses_the_early_connection_so_it_connects_once(host, monkeypatch):

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.infra.test_fab_command import REPO, isolated_fab_env, moto_server  # noqa: F401 (fixture)
+from tests.support.fab import REPO, isolated_fab_env
 
 RUN_FAB = """
 import atexit, json, sys
@@ -38,7 +38,16 @@ def modules_of_fab(tmp_path, *args: str, **env: str) -> set[str]:
 def test_fab_list_imports_no_cloud_layer(tmp_path):
     modules = modules_of_fab(tmp_path, "--list")
     assert "fabfile" in modules
-    assert not {"botocore", "boto3", "labctl.cloud_tasks", "labctl.classroom", "labctl.targets"} & modules
+    assert (
+        not {
+            "botocore",
+            "boto3",
+            "labctl.single.provisioning",
+            "labctl.classmode.classroom",
+            "labctl.targets",
+        }
+        & modules
+    )
 
 
 @pytest.mark.slow
@@ -46,5 +55,5 @@ def test_a_cloud_task_builds_its_clients_without_boto3(tmp_path, moto_server):  
     modules = modules_of_fab(
         tmp_path, "plan", "--target", "aws", "--ssh-cidr", "198.51.100.0/24", AWS_ENDPOINT_URL=moto_server
     )
-    assert {"botocore.client", "labctl.cloud_tasks"} <= modules
-    assert not {"boto3", "s3transfer", "labctl.classroom"} & modules
+    assert {"botocore.client", "labctl.single.provisioning"} <= modules
+    assert not {"boto3", "s3transfer", "labctl.classmode.classroom"} & modules

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import boto3
@@ -10,12 +11,15 @@ import pytest
 
 from infra import console, pinned_keys, session
 from infra.results import CREATED, STARTED
-from labctl import cloud_tasks, host_tasks, targets
-from labctl import state as lab_state
+from labctl import host_tasks, targets
 from labctl.errors import LabError
+from labctl.options import ProvisionOptions
 from labctl.output import Report
-from tests.hardening.faults import interrupting
+from labctl.single import provisioning
+from labctl.state import LabState, load_state, state_dir
+from labctl.teardown import teardown
 from tests.infra.conftest import REGION, TEST_CIDR, aws, isolated_aws  # noqa: F401 (fixtures: moto, isolation)
+from tests.support.faults import interrupting
 
 pytestmark = pytest.mark.usefixtures("aws")
 
@@ -50,9 +54,9 @@ def recorded(monkeypatch) -> Recorded:
 
 
 def provision(**changes):
-    options = cloud_tasks.ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, **changes)
+    options = ProvisionOptions(target="aws", ssh_cidr=TEST_CIDR, **changes)
     report = Report(io.StringIO())
-    cloud_tasks.provision(options, report)
+    provisioning.provision(options, report)
     return report
 
 
@@ -97,7 +101,7 @@ def test_a_terminated_instance_is_replaced_and_its_console_read(recorded):
 def test_a_drifted_security_group_is_repaired(recorded):
     ec2 = boto3.client("ec2", region_name=REGION)
     provision()
-    group_id = lab_state.load_state()["security_group_id"]
+    group_id = load_state()["security_group_id"]
     group = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
     ec2.revoke_security_group_ingress(GroupId=group_id, IpPermissions=group["IpPermissions"][:1])
     report = provision()
@@ -106,7 +110,7 @@ def test_a_drifted_security_group_is_repaired(recorded):
 
 def test_a_missing_key_file_stops_the_host_step(recorded):
     provision(cloud_only=True)
-    Path(lab_state.load_state()["key_file"]).unlink()
+    Path(load_state()["key_file"]).unlink()
     with pytest.raises(LabError, match="key file .* is missing"):
         targets.host_targets()
 
@@ -146,25 +150,29 @@ def test_remembered_targets_are_exactly_the_next_runs_targets(recorded):
 def test_remembered_sandbox_targets_keep_to_the_sandbox_net(recorded):
     provision(cloud_only=True)
     targets.host_targets()  # moto's address is outside 198.51.100.0/24
-    state = lab_state.load_state()
-    assert targets.remembered_host_targets(dict(state, target="sandbox")) == []
-    assert targets.remembered_host_targets(dict(state, endpoint="http://127.0.0.1:5000")) == []
+    state = LabState.load()
+    assert targets.remembered_host_targets(replace(state, target="sandbox")) == []
+    assert targets.remembered_host_targets(replace(state, endpoint="http://127.0.0.1:5000")) == []
 
 
-def test_one_cloud_per_process_until_what_it_was_built_from_changes(monkeypatch):
-    first = targets.connect("aws", REGION)
-    assert targets.connect("aws", REGION) is first
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "other")
-    second = targets.connect("aws", REGION)
-    assert second is not first
-    monkeypatch.setattr(session, "client", lambda *args, **kwargs: pytest.fail("hooked factory used"))
-    with pytest.raises(pytest.fail.Exception):
-        targets.connect("aws", REGION)
+def test_provision_with_auto_stop_builds_one_ec2_client_and_hands_it_down(recorded, monkeypatch):
+    """No cache: the task connects once and passes the Cloud to the host targets and auto-stop."""
+    built: list[str] = []
+    factory = session.client
+
+    def counting_client(boto_session, service, *args, **kwargs):
+        built.append(service)
+        return factory(boto_session, service, *args, **kwargs)
+
+    monkeypatch.setattr(session, "client", counting_client)
+    provision(auto_stop=2)
+    assert built.count("ec2") == 1
+    assert len(recorded.host_steps) == 1
 
 
 def test_teardown_forgets_the_remembered_keys(recorded):
     provision()
-    pinned = lab_state.state_dir() / pinned_keys.PINNED_KEYS_FILE
+    pinned = state_dir() / pinned_keys.PINNED_KEYS_FILE
     assert pinned.exists()
-    cloud_tasks.teardown(report=Report(io.StringIO()))
+    teardown(report=Report(io.StringIO()))
     assert not pinned.exists()

@@ -8,42 +8,19 @@ from __future__ import annotations
 
 import io
 import json
-from collections import Counter
-from contextlib import contextmanager
 
-import paramiko
 import pytest
 
-from lab.provision import ProvisionOptions
-from lab.result import OK
+from lab.provision import HostOptions
+from lab.result import OK, HostReport
 from labctl import host_tasks
+from tests.support.ssh_counts import counting_ssh
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 
-@contextmanager
-def counting_ssh(monkeypatch):
-    """Count real SSH transports started and exec requests sent (all threads) while the block runs."""
-    counts: Counter = Counter()
-    start_client = paramiko.Transport.start_client
-    exec_command = paramiko.Channel.exec_command
-
-    def counted_start(self, *args, **kwargs):
-        counts["connections"] += 1
-        return start_client(self, *args, **kwargs)
-
-    def counted_exec(self, command):
-        counts["commands"] += 1
-        return exec_command(self, command)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(paramiko.Transport, "start_client", counted_start)
-        patch.setattr(paramiko.Channel, "exec_command", counted_exec)
-        yield counts
-
-
 def provision(box, dry_run=False):
-    return host_tasks.provision_hosts([box.target], ProvisionOptions(), dry_run, out=io.StringIO())
+    return host_tasks.provision_hosts([box.target], HostOptions(), dry_run, out=io.StringIO())
 
 
 def deploy(box, dry_run=False):
@@ -93,7 +70,7 @@ def test_the_json_report_carries_the_counts(configured):
 def test_one_drifted_setting_costs_only_its_own_change(configured, monkeypatch):
     """A student's edit to ~/.vimrc: one fact command, then one upload and one move for the file."""
     report = host_tasks.run_on_hosts(
-        [configured.target], lambda h: h.run("sed -i '/set ts=4/d' ~/.vimrc", check=True), host_tasks.Report()
+        [configured.target], lambda h: h.run("sed -i '/set ts=4/d' ~/.vimrc", check=True), HostReport()
     )
     assert report.ok
     with counting_ssh(monkeypatch) as seen:

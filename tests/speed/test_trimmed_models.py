@@ -24,7 +24,7 @@ def whole_model(service: str):
 
 
 def product_words() -> set[str]:
-    files = [PROJECT / "fabfile.py"] + [p for d in PACKAGES for p in (PROJECT / d).glob("*.py")]
+    files = [PROJECT / "fabfile.py"] + [p for d in PACKAGES for p in (PROJECT / d).rglob("*.py")]
     return {word for path in files for word in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", path.read_text())}
 
 

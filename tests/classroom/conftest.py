@@ -1,5 +1,0 @@
-"""Class mode tests reuse the cloud layer's moto fixtures (fake credentials, own state dir, no IP lookup)."""
-
-from __future__ import annotations
-
-from tests.infra.conftest import REGION, TEST_CIDR, aws, ec2, isolated_aws  # noqa: F401

@@ -1,0 +1,5 @@
+"""labctl's tests run on the cloud layer's moto fixtures (fake credentials, own state dir, no IP lookup)."""
+
+from __future__ import annotations
+
+from tests.infra.conftest import REGION, TEST_CIDR, aws, ec2, isolated_aws  # noqa: F401
