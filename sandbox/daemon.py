@@ -25,8 +25,9 @@ log = logging.getLogger("sandbox.daemon")
 
 
 class Daemon:
-    def __init__(self, state_dir: Path):
+    def __init__(self, state_dir: Path, host_kind: str):
         self.sandbox_dir = state_dir / "sandbox"
+        self.host_kind = host_kind
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -42,7 +43,7 @@ class Daemon:
         from sandbox.rootfs import ensure_rootfs
 
         owner = os.getpid()
-        rootfs = ensure_rootfs(say=log.info)
+        rootfs = ensure_rootfs(say=log.info, kind=self.host_kind)
         with contextlib.ExitStack() as cleanup:
             cleanup.callback(log.info, "stopped")
             cleanup.callback(network.remove_bridge_if_unused, exclude=owner)
@@ -52,7 +53,7 @@ class Daemon:
             network.ensure_bridge()
             proxy = AptProxy(SANDBOX_GATEWAY, debian_mirror_url()).start()
             cleanup.callback(proxy.stop)
-            reconciler = Reconciler(self.sandbox_dir, rootfs, proxy.port, owner)
+            reconciler = Reconciler(self.sandbox_dir, rootfs, proxy.port, owner, kind=self.host_kind)
             cleanup.callback(reconciler.destroy_all)
             motopatch.install(
                 allocate=lambda instance_id: network.lease_address(owner, instance_id),
@@ -69,6 +70,7 @@ class Daemon:
                     "endpoint": endpoint,
                     "proxy": f"http://{SANDBOX_GATEWAY}:{proxy.port}",
                     "rootfs": str(rootfs),
+                    "host_kind": self.host_kind,
                     "started": time.time(),
                 },
             )
@@ -86,11 +88,12 @@ class Daemon:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox.daemon", description=__doc__.splitlines()[0])
     parser.add_argument("--state-dir", required=True, type=Path)
+    parser.add_argument("--host-kind", choices=("systemd", "chroot"), default="systemd")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
-    daemon = Daemon(args.state_dir.resolve())
+    daemon = Daemon(args.state_dir.resolve(), args.host_kind)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: daemon.stopping.set())
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import paramiko
 
-from sandbox import network
+from sandbox import cgroups, network
 from sandbox.host import OWNER_ENV
 
 SETTLE_TIMEOUT = 10.0
@@ -71,11 +71,13 @@ def ours_on_machine() -> dict[str, list]:
         "hosts": [int(p) for p in sshd if network.pid_alive(int(p))],
         "daemons": [int(p) for p in daemons if network.pid_alive(int(p))],
         "leases": network.all_leases(),
+        "cgroups": sorted(cgroups.all_instances()),
     }
 
 
 def nothing_of_ours() -> dict[str, list]:
-    return {"netns": [], "veths": [], "bridge": [], "mounts": [], "hosts": [], "daemons": [], "leases": []}
+    names = ("netns", "veths", "bridge", "mounts", "hosts", "daemons", "leases", "cgroups")
+    return {name: [] for name in names}
 
 
 def host_keys_from_console(ec2, instance_id: str) -> list[tuple[str, str]]:
