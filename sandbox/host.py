@@ -104,14 +104,14 @@ def console_output(host_dir: Path) -> str:
 
 
 def console_snapshot(host_dir: Path) -> tuple[str, float | None]:
-    """What the host's console printed during its latest boot, and when that boot started (epoch seconds);
-    ("", None) for a host that never booted."""
+    """What the host's console printed during its latest boot (line ends as `\n`: a terminal's `\r` removed),
+    and when that boot started (epoch seconds); ("", None) for a host that never booted."""
     try:
         started = float((host_dir / BOOT_STARTED_FILE).read_text())
     except (OSError, ValueError):
         return "", None
     try:
-        return (host_dir / CONSOLE_FILE).read_bytes().decode(errors="replace"), started
+        return (host_dir / CONSOLE_FILE).read_bytes().decode(errors="replace").replace("\r", ""), started
     except OSError:
         return "", started
 
