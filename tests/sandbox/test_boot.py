@@ -113,6 +113,7 @@ def test_stop_start_keeps_files_and_host_key_and_prints_no_keys_again(sandbox):
             keys = host_keys_from_console(sandbox.ec2, instance_id)
             assert run(ssh, "echo kept > ~/note && sudo -n sh -c 'echo root-kept > /etc/lab-note'")[0] == 0
             before = run(ssh, "cat /etc/ssh/ssh_host_ed25519_key.pub /etc/machine-id")[1]
+            run(ssh, "cloud-init status --wait", timeout=60)  # the keys are printed in its last stage
         first_boot, first_started = host.console_snapshot(host_dir)
 
         sandbox.ec2.stop_instances(InstanceIds=[instance_id])
@@ -156,3 +157,21 @@ def test_status_names_the_containers_sshd(sandbox, booted):
     (entry,) = [h for h in control.status(sandbox.state_dir)["hosts"] if h["instance_id"] == booted[0]]
     assert entry["kind"] == "systemd"
     assert entry["sshd_pid"] == container.sshd_pid(booted[0]) and network.pid_alive(entry["sshd_pid"])
+
+
+def test_reboot_inside_boots_the_same_host_again(sandbox):
+    described = sandbox.launch()[0]
+    instance_id, address = described["InstanceId"], described["PublicIpAddress"]
+    host_dir = sandbox.state_dir / "sandbox" / "hosts" / instance_id
+    try:
+        with ssh_when_ready(sandbox, instance_id, address) as ssh:
+            keys = host_keys_from_console(sandbox.ec2, instance_id)
+            run(ssh, "echo before-reboot > ~/note")
+            _, first_started = host.console_snapshot(host_dir)
+            ssh.exec_command("sudo -n reboot")
+        eventually(lambda: (host.console_snapshot(host_dir)[1] or 0) > first_started, timeout=30)
+        with ssh_when_ready(sandbox, instance_id, address, keys) as ssh:
+            assert run(ssh, "cat ~/note")[1].strip() == "before-reboot"
+        assert describe(sandbox, instance_id)["State"]["Name"] == "running"
+    finally:
+        sandbox.ec2.terminate_instances(InstanceIds=[instance_id])
