@@ -57,7 +57,7 @@ class Daemon:
             cleanup.callback(reconciler.destroy_all)
             motopatch.install(
                 allocate=lambda instance_id: network.lease_address(owner, instance_id),
-                console_text=lambda instance_id: host.console_output(reconciler.host_dir(instance_id)),
+                console_text=lambda instance_id: host.printed_host_keys(reconciler.host_dir(instance_id)),
             )
             server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
             server.start()

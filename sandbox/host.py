@@ -126,6 +126,18 @@ def open_console(host_dir: Path):
     return console
 
 
+def printed_host_keys(host_dir: Path) -> str:
+    """The host-key block for GetConsoleOutput once the host has printed its keys on a console (cloud-init's
+    last stage on a booting host's first boot, so sshd is up by then; before the start of a chroot host), and
+    from then on, also after a stop/start that prints none: clients pin the key from it."""
+    mark = host_dir / KEYS_PRINTED_MARK
+    if not mark.exists():
+        if "-----END SSH HOST KEY KEYS-----" not in console_snapshot(host_dir)[0]:
+            return ""
+        mark.touch()
+    return console_output(host_dir)
+
+
 def _mkdirs_like_lower(upper: Path, lower: Path, rel_dir: str) -> None:
     """Create `rel_dir` in the upper layer, each component's owner and mode copied from the lower layer."""
     current_upper, current_lower = upper, lower

@@ -81,8 +81,13 @@ def nothing_of_ours() -> dict[str, list]:
 
 
 def host_keys_from_console(ec2, instance_id: str) -> list[tuple[str, str]]:
-    """(type, base64) of each host key the console shows."""
-    output = ec2.get_console_output(InstanceId=instance_id).get("Output", "")
+    """(type, base64) of each host key the console shows (waiting for cloud-init to print them)."""
+
+    def console_with_keys() -> str:
+        output = ec2.get_console_output(InstanceId=instance_id).get("Output", "")
+        return output if "-----END SSH HOST KEY KEYS-----" in output else ""
+
+    output = eventually(console_with_keys, timeout=60, interval=0.1)
     block = output.split("-----BEGIN SSH HOST KEY KEYS-----")[1].split("-----END SSH HOST KEY KEYS-----")[0]
     return [tuple(line.split()[:2]) for line in block.splitlines() if line.strip()]
 
