@@ -150,7 +150,7 @@ def _build(path: Path, recipe: Recipe, say) -> None:
         _refuse_while_in_use(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     _remove_tree(tmp)
-    say(f"sandbox: building the hosts' root filesystem in {path} (Debian {SUITE}, once; a minute or two)")
+    say(f"sandbox: building the hosts' root filesystem in {path} (Debian {SUITE}, once; a few minutes)")
     try:
         _write(tmp, "usr/sbin/policy-rc.d", POLICY_RC_D, 0o755)  # no package starts a service here
         _debootstrap(tmp, recipe.packages, say)
