@@ -4,7 +4,7 @@ systemd-nspawn with `--keep-unit` boots the container in the cgroup its launcher
 moves itself into the host's own cgroup first (else every host would share the root cgroup and collide).
 This machine's cgroups may be hybrid (v1 `systemd` + v2 `unified`) or pure v2. The memory controller is
 joined too where it is a v1 hierarchy, so a host's memory use can be read. Empty directories stay behind
-when a container exits: `remove` deletes them (children first).
+when a container exits: `remove` deletes them (children first, and `labctl` itself once empty).
 """
 
 from __future__ import annotations
@@ -79,6 +79,13 @@ def kill(instance_id: str, timeout: float = 5.0) -> None:
         time.sleep(0.05)
 
 
+def prune() -> None:
+    """Remove the shared `labctl` directories where no host's cgroup is left (rmdir fails on a busy one)."""
+    for root in hierarchies():
+        with contextlib.suppress(OSError):
+            (root / GROUP).rmdir()
+
+
 def remove(instance_id: str) -> list[Path]:
     """Delete the host's (empty) cgroup directories, children first; returns the tops removed."""
     removed = []
@@ -91,4 +98,6 @@ def remove(instance_id: str) -> list[Path]:
         with contextlib.suppress(OSError):
             top.rmdir()
             removed.append(top)
+        with contextlib.suppress(OSError):  # the shared `labctl` dir too, once no host is left in it
+            top.parent.rmdir()
     return removed

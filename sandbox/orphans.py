@@ -67,6 +67,7 @@ def cleanup_orphans() -> list[str]:
     for instance_id in sorted(cgroups.all_instances() - live_instances):
         container.wait_stopped(instance_id, timeout=0.0)
         removed.append(f"cgroup labctl/{instance_id}")
+    cgroups.prune()
     live_ids = {network.netns_name(i) for i in _live_instances() if i}
     for netns in network.list_netns():
         if netns not in live_ids:
