@@ -21,8 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from sandbox.cloudimage import MIRROR_NAMES
 from sandbox.errors import SandboxError
-from sandbox.host import MIRROR_NAMES
 
 DEFAULT_CACHE = Path("/var/cache/labctl/apt")
 UPSTREAM_ATTEMPTS = 3  # a package download the mirror drops is fetched again before apt sees an error

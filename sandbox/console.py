@@ -7,8 +7,9 @@ the instance lifecycle. This option is supported on instance types that use the 
 
 So, per instance (a Nitro type without `Latest` is buffered too: the reference says "by default" for every
 type and offers the live console only through `Latest`):
-- without `Latest` (every instance type): nothing until `delay` seconds after the boot started, then one
-  snapshot of that boot's console, posted at the first request after the delay, which stays the same until a
+- without `Latest` (every instance type): nothing until `delay` seconds after the boot started and the boot
+  got past cloud-init (`boot_settled`; at most SETTLE_LIMIT more), then one snapshot of that boot's console,
+  posted at the first request after that, which stays the same until a
   later boot's snapshot is posted (after a stop/start the previous boot's post is shown until then, as EC2
   keeps a post "for at least one hour"). Timestamp: when it was posted.
 - `Latest=True` on a Nitro type: the console as it is now, Timestamp now.
@@ -30,6 +31,11 @@ from sandbox.errors import SandboxError
 
 DELAY_ENV = "LABCTL_SANDBOX_CONSOLE_DELAY"
 DEFAULT_DELAY = 5.0
+SETTLE_LIMIT = 60.0  # a boot that never says it finished is posted this long after the delay anyway
+BOOT_DONE_MARKS = (
+    " finished at ",
+    "-----END SSH HOST KEY KEYS-----",
+)  # cloud-init's last line; a chroot host
 OUTPUT_LIMIT = 64 * 1024
 LATEST_UNSUPPORTED_CODE = "UnsupportedOperation"
 LATEST_UNSUPPORTED_MESSAGE = "This instance type does not support retrieving the latest console logs"
@@ -97,6 +103,14 @@ def delay_from_env(environ: Mapping[str, str] = os.environ) -> float:
     return float(raw)
 
 
+def boot_settled(text: str) -> bool:
+    """The boot got past cloud-init (its final stage's "Cloud-init v. N finished at ..." line, or the host-key
+    block a chroot host prints): EC2 posts a Xen console "shortly after" the transition, i.e. with the boot's
+    output in it, so the sandbox does not post a half-written boot that would lack the keys until the next one.
+    """
+    return any(mark in text for mark in BOOT_DONE_MARKS)
+
+
 def last_64k(text: str) -> str:
     """The most recent 64 KB of `text`."""
     data = text.encode()
@@ -138,7 +152,11 @@ class ConsoleBuffer:
             return last_64k(text), now
         with self._lock:
             post = self._posts.get(instance_id)
-            due = started is not None and now >= started + self.delay
+            due = (
+                started is not None
+                and now >= started + self.delay
+                and (boot_settled(text) or now >= started + self.delay + SETTLE_LIMIT)
+            )
             if due and (post is None or post.boot_started != started):
                 post = Post(started, last_64k(text), now)
                 self._posts[instance_id] = post

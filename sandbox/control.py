@@ -1,6 +1,6 @@
 """Start, inspect and stop the sandbox daemon of a state directory: the API the rest of labctl calls.
 
-ensure_running(state_dir) -> "http://127.0.0.1:PORT"   (starts the daemon when needed)
+ensure_running(state_dir, host_kind="systemd") -> "http://127.0.0.1:PORT"   (starts the daemon when needed)
 running_endpoint(state_dir) -> str | None
 status(state_dir) -> dict
 shutdown_if_idle(state_dir) -> bool
@@ -50,6 +50,8 @@ REQUIRED_COMMANDS = {
     "debootstrap": "debootstrap",
     "chroot": "coreutils",
 }
+BOOT_COMMANDS = {"systemd-nspawn": "systemd-container"}  # only hosts of kind `systemd` need these
+HOST_KINDS = ("systemd", "chroot")
 IDLE_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
 
 
@@ -82,14 +84,15 @@ def running_endpoint(state_dir: Path) -> str | None:
     return None
 
 
-def check_prerequisites() -> None:
+def check_prerequisites(host_kind: str = "systemd") -> None:
     """Raise SandboxError naming what is missing: root, a command (with its apt package) or moto."""
     if os.geteuid() != 0:
         raise SandboxError(
             "the sandbox target needs root (network namespaces, sshd, iptables): run it as root, "
             "e.g. with sudo"
         )
-    for command, package in REQUIRED_COMMANDS.items():
+    needed = dict(REQUIRED_COMMANDS, **(BOOT_COMMANDS if host_kind == "systemd" else {}))
+    for command, package in needed.items():
         if shutil.which(command, path="/usr/sbin:/usr/bin:/sbin:/bin") is None:
             raise SandboxError(
                 f"the sandbox target needs `{command}`: install it with `apt-get install {package}`"
@@ -112,30 +115,45 @@ def _control_lock(state_dir: Path):
         yield
 
 
-def ensure_running(state_dir: Path, say=print) -> str:
-    """Start this state dir's daemon unless it runs; wait until its API answers; return the endpoint URL."""
+def ensure_running(state_dir: Path, say=print, host_kind: str = "systemd") -> str:
+    """Start this state dir's daemon unless it runs; wait until its API answers; return the endpoint URL.
+
+    `host_kind`: `systemd` (instances boot systemd + cloud-init under systemd-nspawn, as on EC2) or `chroot`
+    (a tiny init and sshd, no systemd: for tests that need such a host). A running daemon keeps its kind."""
+    if host_kind not in HOST_KINDS:
+        raise SandboxError(f"unknown sandbox host kind {host_kind!r}: use one of {', '.join(HOST_KINDS)}")
     state_dir = Path(state_dir).resolve()
     endpoint = running_endpoint(state_dir)
     if endpoint:
-        return endpoint
-    check_prerequisites()
+        return _same_kind(state_dir, endpoint, host_kind)
+    check_prerequisites(host_kind)
     from sandbox.rootfs import ensure_rootfs
 
-    ensure_rootfs(say=say)
+    ensure_rootfs(say=say, kind=host_kind)
     with _control_lock(state_dir):
         endpoint = running_endpoint(state_dir)
         if endpoint:
-            return endpoint
+            return _same_kind(state_dir, endpoint, host_kind)
         (sandbox_dir(state_dir) / "daemon.json").unlink(missing_ok=True)
         for line in cleanup_orphans():  # a crashed daemon's hosts would still hold their addresses
             say(f"sandbox: removed orphaned {line}")
-        process = _spawn_daemon(state_dir)
+        process = _spawn_daemon(state_dir, host_kind)
         endpoint = _wait_for_api(state_dir, process)
     say(f"sandbox: daemon {process.pid} serves the EC2 API at {endpoint}")
     return endpoint
 
 
-def _spawn_daemon(state_dir: Path) -> subprocess.Popen:
+def _same_kind(state_dir: Path, endpoint: str, host_kind: str) -> str:
+    running = _daemon_info(state_dir).get("host_kind", "systemd")
+    if running != host_kind:
+        raise SandboxError(
+            f"the sandbox of {state_dir} already runs {running} hosts, not {host_kind}: "
+            "tear it down first (fab teardown) or use another state dir"
+        )
+    return endpoint
+
+
+def _spawn_daemon(state_dir: Path, host_kind: str) -> subprocess.Popen:
     log = sandbox_dir(state_dir) / "daemon.log"
     env = dict(
         os.environ,
@@ -143,7 +161,7 @@ def _spawn_daemon(state_dir: Path) -> subprocess.Popen:
     )
     with os.fdopen(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log_file:
         return subprocess.Popen(
-            [sys.executable, "-m", "sandbox.daemon", "--state-dir", str(state_dir)],
+            [sys.executable, "-m", "sandbox.daemon", "--state-dir", str(state_dir), "--host-kind", host_kind],
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=log_file,
@@ -185,7 +203,7 @@ def _last_log_line(state_dir: Path) -> str:
 def status(state_dir: Path) -> dict[str, Any]:
     """The daemon (pid, endpoint, rootfs, host_os, proxy) and its hosts (id, address, state, namespace,
     sshd pid)."""
-    from sandbox import host
+    from sandbox import container, host
     from sandbox.rootfs import os_name
 
     info = _daemon_info(state_dir)
@@ -203,7 +221,8 @@ def status(state_dir: Path) -> dict[str, Any]:
                 "address": entry.get("address"),
                 "state": entry.get("state"),
                 "namespace": entry.get("netns"),
-                "sshd_pid": host.sshd_pid(pid) if endpoint and pid else None,
+                "sshd_pid": _sshd_pid(host, container, instance_id, entry) if endpoint and pid else None,
+                "kind": entry.get("kind", "chroot"),
             }
         )
     return {
@@ -211,10 +230,17 @@ def status(state_dir: Path) -> dict[str, Any]:
         "pid": info.get("pid") if endpoint else None,
         "endpoint": endpoint,
         "rootfs": info.get("rootfs"),
+        "host_kind": info.get("host_kind", "systemd") if endpoint else None,
         "host_os": os_name(Path(info["rootfs"])) if info.get("rootfs") else None,
         "proxy": info.get("proxy") if endpoint else None,
         "hosts": hosts,
     }
+
+
+def _sshd_pid(host, container, instance_id: str, entry: dict) -> int | None:
+    if entry.get("kind") == "systemd":
+        return container.sshd_pid(instance_id)
+    return host.sshd_pid(entry["pid"])
 
 
 def _busy_instances(state_dir: Path, endpoint: str) -> list[str]:

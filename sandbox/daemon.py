@@ -26,8 +26,9 @@ log = logging.getLogger("sandbox.daemon")
 
 
 class Daemon:
-    def __init__(self, state_dir: Path):
+    def __init__(self, state_dir: Path, host_kind: str):
         self.sandbox_dir = state_dir / "sandbox"
+        self.host_kind = host_kind
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -47,7 +48,7 @@ class Daemon:
 
         owner = os.getpid()
         console_delay = delay_from_env()
-        rootfs = ensure_rootfs(say=log.info)
+        rootfs = ensure_rootfs(say=log.info, kind=self.host_kind)
         with contextlib.ExitStack() as cleanup:
             cleanup.callback(log.info, "stopped")
             cleanup.callback(network.remove_bridge_if_unused, exclude=owner)
@@ -59,7 +60,9 @@ class Daemon:
             cleanup.callback(proxy.stop)
             imds = MetadataService(MotoMetadataSource(owner)).start()
             cleanup.callback(imds.stop)
-            reconciler = Reconciler(self.sandbox_dir, rootfs, proxy.port, owner, imds_port=imds.port)
+            reconciler = Reconciler(
+                self.sandbox_dir, rootfs, proxy.port, owner, imds_port=imds.port, kind=self.host_kind
+            )
             cleanup.callback(reconciler.destroy_all)
             console = ConsoleBuffer(
                 lambda instance_id: host.console_snapshot(reconciler.host_dir(instance_id)), console_delay
@@ -80,6 +83,7 @@ class Daemon:
                     "imds_port": imds.port,
                     "console_delay": console_delay,
                     "rootfs": str(rootfs),
+                    "host_kind": self.host_kind,
                     "started": time.time(),
                 },
             )
@@ -103,11 +107,12 @@ class Daemon:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox.daemon", description=__doc__.splitlines()[0])
     parser.add_argument("--state-dir", required=True, type=Path)
+    parser.add_argument("--host-kind", choices=("systemd", "chroot"), default="systemd")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
-    daemon = Daemon(args.state_dir.resolve())
+    daemon = Daemon(args.state_dir.resolve(), args.host_kind)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: daemon.stopping.set())
     try:

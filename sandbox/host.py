@@ -1,10 +1,14 @@
-"""One sandbox host: an overlay over the cached rootfs, private mount/PID/UTS/IPC namespaces inside the host's
-network namespace, and a tiny init running `sshd -D` on port 22.
+"""Sandbox hosts: what both kinds share (spec, console, process helpers) and the chroot host.
+
+The chroot host (kind `chroot`, for tests that need a host WITHOUT systemd): an overlay over the cached
+rootfs, private mount/PID/UTS/IPC namespaces inside the host's network namespace, and a tiny init running
+`sshd -D` on port 22. The booting host (kind `systemd`, the default) is in sandbox/container.py.
 
 Files of a host live in its directory (`hosts/<instance id>/`): `upper/` and `work/` (the overlay's writable
 layer, kept across stop/start), `merged/` (mount point, only used inside the host's mount namespace),
-`console.log` (init's and sshd's output). All mounts live in the host's private mount namespace and vanish
-with it, so nothing of a host is mounted on this machine.
+`console.log` (what the host printed on its console during its latest boot) and `boot-started` (when that
+boot began, epoch seconds). All mounts live in the host's private mount namespace and vanish with it, so
+nothing of a host is mounted on this machine.
 """
 
 from __future__ import annotations
@@ -19,17 +23,18 @@ from pathlib import Path
 
 from labcore.net import SANDBOX_GATEWAY
 from sandbox import selfshutdown
+from sandbox.cloudimage import MIRROR_NAMES
 from sandbox.errors import SandboxError
 from sandbox.network import pid_alive
 from sandbox.rootfs import INIT_PATH
 
 OWNER_ENV = "LABCTL_SANDBOX_OWNER"
 INSTANCE_ENV = "LABCTL_SANDBOX_INSTANCE"
-MIRROR_NAMES = ("ap-northeast-2.ec2.archive.ubuntu.com", "mirror.kakao.com")
 UBUNTU_UID = 1000
 SEEDED_MARK = ".labctl-seeded"
-BOOT_STARTED = "boot-started"
-BOOT_BANNER = "labctl sandbox host: Debian GNU/Linux 12 (bookworm) in a network namespace; not Ubuntu\n"
+KEYS_PRINTED_MARK = ".labctl-keys-printed"
+CONSOLE_FILE = "console.log"
+BOOT_STARTED_FILE = "boot-started"
 
 BOOT_SCRIPT = r"""
 set -e
@@ -65,6 +70,7 @@ class HostSpec:
     address: str
     public_key: str
     proxy_port: int
+    imds_port: int | None = None  # None: no instance metadata service (cloud-init falls back to None)
 
     @property
     def hostname(self) -> str:
@@ -98,15 +104,26 @@ def console_output(host_dir: Path) -> str:
 
 
 def console_snapshot(host_dir: Path) -> tuple[str, float | None]:
-    """(the console of the host's latest boot, when that boot started as epoch seconds | None if never
-    booted). These chroot hosts print nothing themselves: the console is the banner and the host-key block
-    cloud-init would print."""
+    """What the host's console printed during its latest boot (line ends as `\n`: a terminal's `\r` removed),
+    and when that boot started (epoch seconds); ("", None) for a host that never booted."""
     try:
-        started = float((host_dir / BOOT_STARTED).read_text())
+        started = float((host_dir / BOOT_STARTED_FILE).read_text())
     except (OSError, ValueError):
         return "", None
-    keys = console_output(host_dir)
-    return (BOOT_BANNER + keys if keys else ""), started
+    try:
+        return (host_dir / CONSOLE_FILE).read_bytes().decode(errors="replace").replace("\r", ""), started
+    except OSError:
+        return "", started
+
+
+def open_console(host_dir: Path):
+    """Start a new boot's console file (the previous boot's text is dropped) and note the boot's start."""
+    host_dir.mkdir(parents=True, exist_ok=True)
+    console = open(host_dir / CONSOLE_FILE, "wb")  # noqa: SIM115 (the caller closes it)
+    tmp = host_dir / (BOOT_STARTED_FILE + ".tmp")
+    tmp.write_text(f"{time.time():.3f}\n")
+    os.replace(tmp, host_dir / BOOT_STARTED_FILE)
+    return console
 
 
 def _mkdirs_like_lower(upper: Path, lower: Path, rel_dir: str) -> None:
@@ -209,8 +226,11 @@ def start_host(host_dir: Path, rootfs: Path, spec: HostSpec, netns: str, owner: 
         spec.hostname,
         f"labctl-{spec.instance_id}",
     ]
-    (host_dir / BOOT_STARTED).write_text(repr(time.time()))
-    with open(host_dir / "console.log", "ab") as console:
+    with open_console(host_dir) as console:
+        if not (host_dir / KEYS_PRINTED_MARK).exists():  # first boot: the keys, as cloud-init prints them
+            console.write(console_output(host_dir).encode())
+            console.flush()
+            (host_dir / KEYS_PRINTED_MARK).touch()
         return subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,

@@ -1,8 +1,10 @@
 """Find and remove what a dead sandbox daemon left behind, recognised only by our marks.
 
-Marks: processes carrying LABCTL_SANDBOX_OWNER=<daemon pid> in their environment, netns `labctl-*`, veths
-`lxv*`, the bridge `labctl0`, mounts whose source starts with `labctl-`, leases and daemon registrations in
-/run/labctl. A daemon counts as alive while its registered pid runs `sandbox.daemon`.
+Marks: processes carrying LABCTL_SANDBOX_OWNER=<daemon pid> in their environment (a container's nspawn),
+cgroups `labctl/<instance id>` (a container's processes, also when its nspawn died first), netns `labctl-*`,
+veths `lxv*`, the bridge `labctl0`, mounts whose source starts with `labctl-`, leases and daemon registrations
+in /run/labctl. A container's overlay lives in its launcher's private mount namespace and goes with it.
+A daemon counts as alive while its registered pid runs `sandbox.daemon`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from sandbox import host, network
+from sandbox import cgroups, container, host, network
 from sandbox.errors import SandboxError
 from sandbox.registry import daemon_alive, live_daemons, registry_dir
 
@@ -61,6 +63,11 @@ def cleanup_orphans() -> list[str]:
     for pgid in sorted(_orphan_process_groups(alive)):
         host.stop_process_group(pgid)
         removed.append(f"process group {pgid}")
+    live_instances = {i for i in _live_instances() if i}
+    for instance_id in sorted(cgroups.all_instances() - live_instances):
+        container.wait_stopped(instance_id, timeout=0.0)
+        removed.append(f"cgroup labctl/{instance_id}")
+    cgroups.prune()
     live_ids = {network.netns_name(i) for i in _live_instances() if i}
     for netns in network.list_netns():
         if netns not in live_ids:

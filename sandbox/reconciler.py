@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sandbox import firewall, host, network, selfshutdown
+from sandbox import cgroups, container, firewall, host, network, selfshutdown
+from sandbox.rootfs import BOOT_KIND, CHROOT_KIND
 
 log = logging.getLogger("sandbox.reconciler")
 
@@ -41,6 +42,53 @@ class LiveHost:
     process: subprocess.Popen | None = None
     ruleset: str = ""
     state: str = "down"
+
+
+class ChrootHosts:
+    """Hosts of kind `chroot` (no systemd): sandbox/host.py."""
+
+    kind = CHROOT_KIND
+
+    def __init__(self, hosts_dir: Path):
+        self.hosts_dir = hosts_dir
+
+    def seed(self, rootfs: Path, spec: host.HostSpec) -> None:
+        host.seed_host(self.hosts_dir / spec.instance_id, rootfs, spec)
+
+    def start(self, rootfs: Path, spec: host.HostSpec, netns: str, owner: int) -> subprocess.Popen:
+        return host.start_host(self.hosts_dir / spec.instance_id, rootfs, spec, netns, owner)
+
+    def stop(self, instance_id: str, process: subprocess.Popen) -> None:
+        host.stop_host(process)
+
+    def shut_itself_down(self, instance_id: str, process: subprocess.Popen) -> bool:
+        return selfshutdown.take_request(self.hosts_dir / instance_id)
+
+
+class ContainerHosts:
+    """Hosts of kind `systemd` (nspawn containers booting the EC2-like image): sandbox/container.py."""
+
+    kind = BOOT_KIND
+
+    def __init__(self, hosts_dir: Path):
+        self.hosts_dir = hosts_dir
+
+    def seed(self, rootfs: Path, spec: host.HostSpec) -> None:
+        container.seed(self.hosts_dir / spec.instance_id, rootfs, spec)
+
+    def start(self, rootfs: Path, spec: host.HostSpec, netns: str, owner: int) -> subprocess.Popen:
+        return container.start(self.hosts_dir / spec.instance_id, rootfs, spec, netns, owner)
+
+    def stop(self, instance_id: str, process: subprocess.Popen) -> None:
+        container.stop(process, instance_id)
+
+    def shut_itself_down(self, instance_id: str, process: subprocess.Popen) -> bool:
+        cgroups.kill(instance_id)
+        cgroups.remove(instance_id)
+        return container.shut_itself_down(process)
+
+
+HOST_KINDS = {CHROOT_KIND: ChrootHosts, BOOT_KIND: ContainerHosts}
 
 
 def snapshot_instances() -> list[InstanceView]:
@@ -85,13 +133,22 @@ def _view(backend, instance, members: dict[str, list[str]]) -> InstanceView:
 class Reconciler:
     """Owns the hosts of one daemon. `step()` is called in a loop; `destroy_all()` on shutdown."""
 
-    def __init__(self, sandbox_dir: Path, rootfs: Path, proxy_port: int, owner: int, *, imds_port: int):
+    def __init__(
+        self,
+        sandbox_dir: Path,
+        rootfs: Path,
+        proxy_port: int,
+        owner: int,
+        imds_port: int | None = None,
+        kind: str = BOOT_KIND,
+    ):
         self.hosts_dir = sandbox_dir / "hosts"
         self.hosts_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.status_file = sandbox_dir / "hosts.json"
         self.rootfs = rootfs
         self.proxy_port = proxy_port
-        self.imds_port = imds_port  # the metadata service on the gateway (sandbox.imds.netns_commands)
+        self.imds_port = imds_port
+        self.kind = HOST_KINDS[kind](self.hosts_dir)
         self.owner = owner
         self.hosts: dict[str, LiveHost] = {}
         self.lock = threading.Lock()
@@ -135,10 +192,14 @@ class Reconciler:
         if live is not None and live.process is not None and live.process.poll() is None:
             self._sync_firewall(live, view)
             return
-        if live is not None and live.process is not None and self._shut_itself_down(view.instance_id):
+        if live is not None and live.process is not None and self._shut_itself_down(view.instance_id, live):
             return
         if live is not None and live.process is not None:
-            log.warning("host %s died (exit %s); restarting it", view.instance_id, live.process.returncode)
+            if live.process.returncode == container.REBOOT_EXIT and self.kind.kind == BOOT_KIND:
+                log.info("host %s rebooted itself; booting it again", view.instance_id)
+            else:
+                code = live.process.returncode
+                log.warning("host %s died (exit %s); restarting it", view.instance_id, code)
             self._ensure_down(view.instance_id)
         if not view.address:
             return
@@ -147,17 +208,27 @@ class Reconciler:
         live = LiveHost(netns=netns, address=view.address)
         self.hosts[view.instance_id] = live
         self._sync_firewall(live, view)
-        spec = host.HostSpec(view.instance_id, view.address, view.public_key, self.proxy_port)
-        host.seed_host(self.host_dir(view.instance_id), self.rootfs, spec)
-        live.process = host.start_host(self.host_dir(view.instance_id), self.rootfs, spec, netns, self.owner)
+        if self.imds_port is not None:
+            self._route_metadata(netns)
+        spec = host.HostSpec(view.instance_id, view.address, view.public_key, self.proxy_port, self.imds_port)
+        self.kind.seed(self.rootfs, spec)
+        live.process = self.kind.start(self.rootfs, spec, netns, self.owner)
         live.state = "up"
         log.info(
             "host %s up at %s (netns %s, pid %s)", view.instance_id, view.address, netns, live.process.pid
         )
 
-    def _shut_itself_down(self, instance_id: str) -> bool:
-        """A host whose init exited after `poweroff`: down, and the instance stopped/terminated as on EC2."""
-        if not selfshutdown.take_request(self.host_dir(instance_id)):
+    def _route_metadata(self, netns: str) -> None:
+        """169.254.169.254:80 inside the host's namespace → the daemon's metadata service on the gateway."""
+        from sandbox import imds
+
+        for command in imds.netns_commands(self.imds_port):
+            network.run("ip", "netns", "exec", netns, *command)
+
+    def _shut_itself_down(self, instance_id: str, live: LiveHost) -> bool:
+        """A host that exited after `poweroff`: down, and the instance stopped/terminated as on EC2."""
+        assert live.process is not None
+        if not self.kind.shut_itself_down(instance_id, live.process):
             return False
         self._ensure_down(instance_id)
         state = selfshutdown.apply_in_moto(instance_id)
@@ -178,7 +249,7 @@ class Reconciler:
         if live is None:
             return
         if live.process is not None:
-            host.stop_host(live.process)
+            self.kind.stop(instance_id, live.process)
             live.process = None
         if network.netns_exists(live.netns):
             network.delete_host_network(instance_id)
@@ -214,6 +285,7 @@ class Reconciler:
                     "netns": h.netns,
                     "state": h.state,
                     "pid": h.process.pid if h.process else None,
+                    "kind": self.kind.kind,
                 }
                 for i, h in self.hosts.items()
             },

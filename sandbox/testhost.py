@@ -81,11 +81,14 @@ def _open_ports(ec2, group_id: str, ports: Sequence[int]) -> None:
 
 
 @contextlib.contextmanager
-def standalone_host(public_key: str, ports: Sequence[int] = (22, 12345)) -> Iterator[tuple[str, list[str]]]:
-    """Yield (address, host_key_lines) of a fresh host whose user `ubuntu` accepts `public_key`."""
+def standalone_host(
+    public_key: str, ports: Sequence[int] = (22, 12345), host_kind: str = "chroot"
+) -> Iterator[tuple[str, list[str]]]:
+    """Yield (address, host_key_lines) of a fresh host whose user `ubuntu` accepts `public_key`; by default
+    a host without systemd (kind `chroot`), `host_kind="systemd"` for one booting as on EC2."""
     state_dir = Path(tempfile.mkdtemp(prefix="labctl-testhost-"))
     try:
-        ec2 = sandbox_client(control.ensure_running(state_dir, say=lambda line: None))
+        ec2 = sandbox_client(control.ensure_running(state_dir, say=lambda line: None, host_kind=host_kind))
         ec2.import_key_pair(KeyName="testhost", PublicKeyMaterial=public_key.strip().encode())
         group_id = ec2.create_security_group(GroupName="testhost", Description="labctl test host")["GroupId"]
         _open_ports(ec2, group_id, ports)

@@ -51,11 +51,12 @@ def sandbox_host(tmp_path_factory) -> SandboxHost:
     testhost = pytest.importorskip("sandbox.testhost", reason="sandbox test-host helper not available")
     control = pytest.importorskip("sandbox.control")
     rootfs = pytest.importorskip("sandbox.rootfs")
-    rootfs.ensure_rootfs()
+    rootfs.ensure_rootfs(kind=rootfs.CHROOT_KIND)  # a host without systemd: the lab's fallbacks
     state_dir = tmp_path_factory.mktemp("sandbox-state")
     keys_dir = tmp_path_factory.mktemp("keys")
     try:
-        ec2 = testhost.sandbox_client(control.ensure_running(state_dir, say=lambda line: None))
+        endpoint = control.ensure_running(state_dir, say=lambda line: None, host_kind=rootfs.CHROOT_KIND)
+        ec2 = testhost.sandbox_client(endpoint)
         key = ec2.create_key_pair(KeyName="lab", KeyType="ed25519")
         key_file = keys_dir / "lab.pem"
         key_file.touch(mode=0o600)

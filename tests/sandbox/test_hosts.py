@@ -59,8 +59,10 @@ def test_a_wrong_host_key_is_rejected(sandbox, instance):
 def test_console_shows_host_keys_the_way_cloud_init_prints_them(sandbox, instance):
     console_host_keys(sandbox.ec2, instance[0])  # wait for the buffered console
     output = sandbox.ec2.get_console_output(InstanceId=instance[0])["Output"]
-    fingerprints = output.split("-----BEGIN SSH HOST KEY FINGERPRINTS-----\n")[1].split("-----END")[0]
-    assert fingerprints.startswith("256 SHA256:") and fingerprints.strip().endswith("(ED25519)")
+    # the host's real console: cloud-init logs the fingerprints (each line with its syslog prefix) and
+    # prints the keys themselves bare, as on EC2
+    fingerprints = output.split("-----BEGIN SSH HOST KEY FINGERPRINTS-----")[1].split("-----END")[0]
+    assert "256 SHA256:" in fingerprints and "(ED25519)" in fingerprints
     assert "-----BEGIN SSH HOST KEY KEYS-----\nssh-ed25519 AAAA" in output
 
 
@@ -134,7 +136,7 @@ def test_stop_and_start_keep_files_address_and_host_key(sandbox):
     described = sandbox.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
     assert described["PublicIpAddress"] == address
     wait_for_port(address)
-    assert host_keys_from_console(sandbox.ec2, instance_id) == keys
+    # cloud-init prints the keys on an instance's first boot only: the pinned keys must still match
     with ssh_client(address, sandbox.key_pem, keys) as ssh:
         assert run(ssh, "cat ~/note /etc/lab-note")[1].split() == ["kept", "root-kept"]
     sandbox.ec2.terminate_instances(InstanceIds=[instance_id])

@@ -186,7 +186,7 @@ def test_an_outdated_rootfs_is_not_replaced_under_running_hosts(state_dir, monke
     from sandbox import rootfs
 
     control.ensure_running(state_dir)
-    monkeypatch.setattr(rootfs, "recipe_stamp", lambda: "a-changed-recipe")
+    monkeypatch.setattr(rootfs, "recipe_stamp", lambda kind=rootfs.BOOT_KIND: "a-changed-recipe")
     with pytest.raises(LabError, match="outdated but sandbox daemons still use it"):
         rootfs.ensure_rootfs(say=lambda line: None)
     assert (rootfs.rootfs_path() / rootfs.STAMP_FILE).exists()

@@ -182,3 +182,49 @@ def test_a_package_download_cut_short_is_fetched_again_and_never_cached_half(tmp
         assert body == cached[0] == f"content of {path}".encode() and len(upstream.requests) == 2
     else:
         assert cached == [] and len(upstream.requests) == 3  # UPSTREAM_ATTEMPTS, then apt sees the 502
+
+
+def test_the_image_config_reads_as_cloud_init_and_ds_identify_read_it():
+    import yaml
+
+    from sandbox import cloudimage
+
+    text = cloudimage.image_files()[cloudimage.IMAGE_CONFIG][0]
+    config = yaml.safe_load(text)
+    assert config["datasource_list"] == ["Ec2", "None"]
+    assert config["datasource"]["Ec2"]["metadata_urls"] == ["http://169.254.169.254"]
+    assert config["network"] == {"config": "disabled"} and config["manage_etc_hosts"] is True
+    assert config["system_info"]["default_user"]["name"] == "ubuntu"
+    assert config["system_info"]["default_user"]["sudo"] == ["ALL=(ALL) NOPASSWD:ALL"]
+    assert "datasource_list: [ Ec2, None ]\n" in text  # ds-identify's line-based reader
+    fallback = yaml.safe_load(cloudimage.no_imds_config("ssh-ed25519 AAAA key\n"))
+    assert fallback == {"datasource_list": ["None"], "ssh_authorized_keys": ["ssh-ed25519 AAAA key"]}
+
+
+def test_dmi_identifiers_say_aws_the_way_cloud_init_checks():
+    from sandbox import cloudimage
+
+    values = cloudimage.dmi_values("i-0123456789abcdef0")
+    assert values["sys_vendor"] == "Amazon EC2"
+    assert values["product_uuid"].startswith("ec2") and values["product_uuid"] == values["product_serial"]
+    assert len(values["product_uuid"]) == 36 and values == cloudimage.dmi_values("i-0123456789abcdef0")
+    assert values["product_uuid"] != cloudimage.dmi_values("i-0fedcba9876543210")["product_uuid"]
+
+
+def test_a_host_namespace_gets_the_metadata_route_before_it_boots(tmp_path, monkeypatch):
+    """With a metadata service port, the reconciler runs sandbox.imds.netns_commands(port) in the netns."""
+    import sys
+    import types
+
+    from sandbox import network
+    from sandbox.reconciler import Reconciler
+
+    stand_in = types.ModuleType("sandbox.imds")  # TODO(lead): the real module comes with the imds branch
+    stand_in.netns_commands = lambda port: [["iptables", "-t", "nat", "-A", "OUTPUT", "--to", f"x:{port}"]]
+    monkeypatch.setitem(sys.modules, "sandbox.imds", stand_in)
+    ran = []
+    monkeypatch.setattr(network, "run", lambda *command, input=None: ran.append(command))
+    Reconciler(tmp_path, tmp_path, 3142, 1, imds_port=8123)._route_metadata("labctl-abc")
+    assert ran == [
+        ("ip", "netns", "exec", "labctl-abc", "iptables", "-t", "nat", "-A", "OUTPUT", "--to", "x:8123")
+    ]

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import paramiko
 
-from sandbox import network
+from sandbox import cgroups, network
 from sandbox.host import OWNER_ENV
-from sandbox.testhost import console_host_keys
 
 SETTLE_TIMEOUT = 10.0
 
@@ -72,16 +71,25 @@ def ours_on_machine() -> dict[str, list]:
         "hosts": [int(p) for p in sshd if network.pid_alive(int(p))],
         "daemons": [int(p) for p in daemons if network.pid_alive(int(p))],
         "leases": network.all_leases(),
+        "cgroups": sorted(cgroups.all_instances()),
     }
 
 
 def nothing_of_ours() -> dict[str, list]:
-    return {"netns": [], "veths": [], "bridge": [], "mounts": [], "hosts": [], "daemons": [], "leases": []}
+    names = ("netns", "veths", "bridge", "mounts", "hosts", "daemons", "leases", "cgroups")
+    return {name: [] for name in names}
 
 
 def host_keys_from_console(ec2, instance_id: str) -> list[tuple[str, str]]:
-    """(type, base64) of each host key the console shows, once it shows them (the console is buffered)."""
-    return [tuple(line.split()[:2]) for line in console_host_keys(ec2, instance_id) if line.strip()]
+    """(type, base64) of each host key the console shows (waiting for cloud-init to print them)."""
+
+    def console_with_keys() -> str:
+        output = ec2.get_console_output(InstanceId=instance_id).get("Output", "")
+        return output if "-----END SSH HOST KEY KEYS-----" in output else ""
+
+    output = eventually(console_with_keys, timeout=60, interval=0.1)
+    block = output.split("-----BEGIN SSH HOST KEY KEYS-----")[1].split("-----END SSH HOST KEY KEYS-----")[0]
+    return [tuple(line.split()[:2]) for line in block.splitlines() if line.strip()]
 
 
 def ssh_client(address: str, key_pem: str, host_keys: list[tuple[str, str]]) -> paramiko.SSHClient:
