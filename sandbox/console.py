@@ -106,7 +106,7 @@ def delay_from_env(environ: Mapping[str, str] = os.environ) -> float:
 def boot_settled(text: str) -> bool:
     """The boot got past cloud-init (its final stage's "Cloud-init v. N finished at ..." line, or the host-key
     block a chroot host prints): EC2 posts a Xen console "shortly after" the transition, i.e. with the boot's
-    output in it, so the sandbox does not post a half-written boot that would lack the keys until the next one.
+    output in it; the sandbox does not post a half-written boot that would lack the keys until the next.
     """
     return any(mark in text for mark in BOOT_DONE_MARKS)
 
