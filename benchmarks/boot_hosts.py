@@ -16,10 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.sandbox.helpers import host_keys_from_console, run, ssh_client  # noqa: E402
-
 from sandbox import cgroups, control  # noqa: E402
 from sandbox.testhost import canonical_focal_ami, sandbox_client, stop_sandbox, wait_for_port  # noqa: E402
+from tests.support.sandbox import host_keys_from_console, run, ssh_client  # noqa: E402
 
 GIVE_UP = 120.0
 

@@ -51,14 +51,20 @@ def offered_zones(ec2, instance_type: str) -> list[str]:
     return sorted({o["Location"] for page in pages for o in page["InstanceTypeOfferings"]})
 
 
+def _runs_amd64(instance_type: dict) -> bool:
+    """The lab's Ubuntu image is amd64: an arm64-only type (t4g) cannot boot it."""
+    architectures = (instance_type.get("ProcessorInfo") or {}).get("SupportedArchitectures")
+    return not architectures or "x86_64" in architectures
+
+
 def free_plan_types(ec2) -> list[str]:
-    """The free-plan eligible types EC2 lists here ([] when it cannot say)."""
+    """The free-plan eligible amd64 types EC2 lists here ([] when it cannot say)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         paginator = ec2.get_paginator("describe_instance_types")
         pages = paginator.paginate(Filters=[{"Name": "free-tier-eligible", "Values": ["true"]}])
-        return sorted({t["InstanceType"] for page in pages for t in page["InstanceTypes"]})
+        return sorted({t["InstanceType"] for page in pages for t in page["InstanceTypes"] if _runs_amd64(t)})
     except (ClientError, BotoCoreError, NotImplementedError):
         return []
 

@@ -177,3 +177,21 @@ def test_check_launch_names_the_type_and_picks_the_first_zone(ec2):
 def test_a_cloud_error_is_raised_not_printed(ec2):
     with pytest.raises(CloudError):
         preflight.check_launch(ec2, REGION, "vpc-0000", "t3.micro")
+
+
+def test_the_eligible_types_named_are_amd64_only():
+    """The lab's Ubuntu image is amd64: an arm64 free-plan type (t4g) is never suggested."""
+
+    class Pages:
+        def paginate(self, **kwargs):
+            assert kwargs["Filters"] == [{"Name": "free-tier-eligible", "Values": ["true"]}]
+            arm = {"InstanceType": "t4g.micro", "ProcessorInfo": {"SupportedArchitectures": ["arm64"]}}
+            amd = {"InstanceType": "t3.micro", "ProcessorInfo": {"SupportedArchitectures": ["x86_64"]}}
+            return [{"InstanceTypes": [arm, amd]}]
+
+    class EC2:
+        def get_paginator(self, name):
+            assert name == "describe_instance_types"
+            return Pages()
+
+    assert instance_types.free_plan_types(EC2()) == ["t3.micro"]

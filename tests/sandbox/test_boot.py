@@ -12,7 +12,7 @@ import pytest
 
 from sandbox import cgroups, container, control, host, network
 from sandbox.testhost import wait_for_port
-from tests.sandbox.helpers import eventually, host_keys_from_console, run, ssh_client
+from tests.support.sandbox import eventually, host_keys_from_console, run, ssh_client
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
