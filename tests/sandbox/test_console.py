@@ -8,6 +8,7 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
+from sandbox import console
 from sandbox.console import (
     DEFAULT_DELAY,
     DELAY_ENV,
@@ -81,19 +82,35 @@ def test_nothing_before_the_first_boot(buffer, host):
 def test_buffered_output_appears_after_the_delay_then_stays_until_the_next_boot(buffer, host):
     host.boot("booting\n")
     host.now += 4.9
-    host.text += "host keys\n"
+    host.text += "host keys\nCloud-init v. 22.4 finished at Tue, 01 Dec 2026\n"
     assert buffer.read("i-1", "t2.micro")[0] == ""
     host.now += 0.2
-    assert buffer.read("i-1", "t2.micro") == ("booting\nhost keys\n", host.now)
+    first = "booting\nhost keys\nCloud-init v. 22.4 finished at Tue, 01 Dec 2026\n"
+    assert buffer.read("i-1", "t2.micro") == (first, host.now)
     posted = host.now
     host.text += "login: \n"
     host.now += 60
-    assert buffer.read("i-1", "t2.micro") == ("booting\nhost keys\n", posted)
-    host.boot("second boot\n")  # stop/start: the old post stays until the new boot's is posted
+    assert buffer.read("i-1", "t2.micro") == (first, posted)
+    host.boot("second boot\nCloud-init v. 22.4 finished at Tue, 01 Dec 2026\n")  # stop/start
     host.now += 1
-    assert buffer.read("i-1", "t2.micro") == ("booting\nhost keys\n", posted)
+    assert buffer.read("i-1", "t2.micro") == (first, posted)  # the old post stays until the new one
     host.now += 4
-    assert buffer.read("i-1", "t2.micro") == ("second boot\n", host.now)
+    assert buffer.read("i-1", "t2.micro") == (host.text, host.now)
+
+
+def test_a_boot_is_posted_once_it_got_past_cloud_init_or_at_the_settle_limit(buffer, host):
+    """A busy machine must not post a boot before its keys were printed (they would lack until next boot)."""
+    host.boot("booting\n")
+    host.now += 5.1
+    assert buffer.read("i-1", "t2.micro")[0] == ""  # past the delay, but cloud-init has not finished
+    host.text += "-----BEGIN SSH HOST KEY KEYS-----\nssh-ed25519 AAAA\n-----END SSH HOST KEY KEYS-----\n"
+    host.text += "Cloud-init v. 22.4 finished at Tue, 01 Dec 2026\n"
+    assert "ssh-ed25519 AAAA" in buffer.read("i-1", "t2.micro")[0]
+    host.boot("a boot that never finishes\n")
+    host.now += 5.1 + console.SETTLE_LIMIT - 1
+    assert "ssh-ed25519" in buffer.read("i-1", "t2.micro")[0]  # still the first boot's post
+    host.now += 1
+    assert buffer.read("i-1", "t2.micro")[0] == "a boot that never finishes\n"
 
 
 def test_latest_on_xen_is_refused_as_ec2_does(buffer, host):
@@ -114,9 +131,9 @@ def test_latest_on_nitro_is_the_live_console(buffer, host):
 
 
 def test_only_the_most_recent_64_kb(buffer, host):
-    host.boot("old line\n" + "x" * OUTPUT_LIMIT + "\nnewest line\n")
+    host.boot("old line\n" + "x" * OUTPUT_LIMIT + "\nCloud-init v. 22.4 finished at Tue, 01 Dec 2026\n")
     latest = buffer.read("i-1", "t3.micro", latest=True)[0]
-    assert len(latest.encode()) == OUTPUT_LIMIT and latest.endswith("newest line\n")
+    assert len(latest.encode()) == OUTPUT_LIMIT and latest.endswith("finished at Tue, 01 Dec 2026\n")
     assert "old line" not in latest
     host.now += 5
     assert buffer.read("i-1", "t3.micro")[0] == latest
