@@ -63,7 +63,7 @@ def test_console_shows_host_keys_the_way_cloud_init_prints_them(sandbox, instanc
     # prints the keys themselves bare, as on EC2
     fingerprints = output.split("-----BEGIN SSH HOST KEY FINGERPRINTS-----")[1].split("-----END")[0]
     assert "256 SHA256:" in fingerprints and "(ED25519)" in fingerprints
-    assert "-----BEGIN SSH HOST KEY KEYS-----\nssh-ed25519 AAAA" in output
+    assert "\nssh-ed25519 AAAA" in output.split("-----BEGIN SSH HOST KEY KEYS-----\n")[1]
 
 
 def test_the_host_is_debian_and_says_so(client):

@@ -213,18 +213,11 @@ def test_dmi_identifiers_say_aws_the_way_cloud_init_checks():
 
 def test_a_host_namespace_gets_the_metadata_route_before_it_boots(tmp_path, monkeypatch):
     """With a metadata service port, the reconciler runs sandbox.imds.netns_commands(port) in the netns."""
-    import sys
-    import types
-
-    from sandbox import network
+    from sandbox import imds, network
     from sandbox.reconciler import Reconciler
 
-    stand_in = types.ModuleType("sandbox.imds")  # TODO(lead): the real module comes with the imds branch
-    stand_in.netns_commands = lambda port: [["iptables", "-t", "nat", "-A", "OUTPUT", "--to", f"x:{port}"]]
-    monkeypatch.setitem(sys.modules, "sandbox.imds", stand_in)
     ran = []
     monkeypatch.setattr(network, "run", lambda *command, input=None: ran.append(command))
     Reconciler(tmp_path, tmp_path, 3142, 1, imds_port=8123)._route_metadata("labctl-abc")
-    assert ran == [
-        ("ip", "netns", "exec", "labctl-abc", "iptables", "-t", "nat", "-A", "OUTPUT", "--to", "x:8123")
-    ]
+    assert ran == [("ip", "netns", "exec", "labctl-abc", *command) for command in imds.netns_commands(8123)]
+    assert any("198.51.100.1:8123" in " ".join(command) for command in ran)
