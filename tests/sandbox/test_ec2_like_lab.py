@@ -22,9 +22,9 @@ import paramiko
 import pytest
 
 from lab import deploy
-from lab.errors import HostError
 from lab.target import HostTarget
 from labctl import host_tasks
+from labctl.errors import LabError
 from sandbox import control
 from sandbox.testhost import canonical_focal_ami, sandbox_client, stop_sandbox, wait_for_port
 from tests.support.sandbox import eventually, host_keys_from_console, run, ssh_client
@@ -251,7 +251,7 @@ SLOW_FAILING_USER_DATA = """#cloud-config
 runcmd:
   - sleep 12
   - touch /var/tmp/user-data-ran
-  - false
+  - exit 3
 """
 
 
@@ -286,7 +286,7 @@ def test_the_cloud_init_wait_is_real_and_its_error_is_reported(lab):
         target = HostTarget("slow-1", address, "ubuntu", lab.key_file, 22, keys, "sandbox", instance_id)
         with ssh_client(address, lab.key_pem, list(target.host_keys)) as client:
             assert "status: running" in run(client, "cloud-init status")[1]  # user data still running
-        with pytest.raises(HostError, match="cloud-init finished with status 'error'.*cloud-init-output.log"):
+        with pytest.raises(LabError, match="cloud-init finished with status 'error'.*cloud-init-output"):
             host_tasks.provision_hosts([target], out=io.StringIO())
         with ssh_client(address, lab.key_pem, list(target.host_keys)) as client:
             assert run(client, "test -e /var/tmp/user-data-ran")[0] == 0  # it waited for the user data
@@ -295,7 +295,7 @@ def test_the_cloud_init_wait_is_real_and_its_error_is_reported(lab):
 
 
 def test_auto_stop_shuts_the_host_down_and_the_instance_ends_stopped(lab):
-    done = fab(lab.state_dir, "provision", "--auto-stop", "0.017", timeout=120)
+    done = fab(lab.state_dir, "provision", "--auto-stop", "0.0167", timeout=120)  # 1/60 h: +1 min
     assert done.returncode == 0, done.stdout + done.stderr
     assert "shutdown -h scheduled" in done.stdout
     # No SSH check here: with a shutdown less than 5 minutes away systemd writes /run/nologin (as on EC2).
