@@ -1,12 +1,12 @@
 """Auto-stop on the host: shut the machine down at a deadline so EC2 stops it (shutdown behaviour `stop`).
 
-With systemd (every Ubuntu EC2 image) this is `shutdown -h +MIN`. Without systemd but with `poweroff` or
-`halt`, a detached root `sleep N; poweroff` timer does it (its PID is kept so a re-run can see it); the
-sandbox's Debian hosts take this branch (their `poweroff` asks the host's init to shut down, and the sandbox
-stops the instance as EC2 would). A host with neither cannot stop itself: that is reported as
-`not possible` and nothing is scheduled. The marker `/run/labctl-auto-stop` ("DEADLINE METHOD PID") says
-what was scheduled; /run is emptied by a reboot, exactly like a pending shutdown, so a re-run after a
-reboot schedules again. `cancel_auto_stop` (for `--auto-stop off`) undoes what the marker names.
+With systemd (every Ubuntu EC2 image, and the sandbox's booting hosts) this is `shutdown -h +MIN`. Without
+systemd but with `poweroff` or `halt`, a detached root `sleep N; poweroff` timer does it (its PID is kept so
+a re-run can see it); the sandbox's chroot hosts take this branch (their `poweroff` asks the host's init to
+shut down, and the sandbox stops the instance as EC2 would). A host with neither cannot stop itself: that
+is reported as `not possible` and nothing is scheduled. The marker `/run/labctl-auto-stop` ("DEADLINE METHOD
+PID") says what was scheduled; /run is emptied by a reboot, exactly like a pending shutdown, so a re-run
+after a reboot schedules again. `cancel_auto_stop` (for `--auto-stop off`) undoes what the marker names.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """deploy-echo: upload the echo sources when they changed, build when needed, run the server as a service.
 
-Where systemd runs, the server is the unit /etc/systemd/system/echo-server.service; elsewhere (the sandbox)
-it is a supervised background process: a `setsid nohup` shell loop that restarts the server if it dies,
+Where systemd runs (EC2, the sandbox's booting hosts), the server is the enabled unit
+/etc/systemd/system/echo-server.service; elsewhere (a host without systemd, the sandbox's chroot hosts) it
+is a supervised background process: a `setsid nohup` shell loop that restarts the server if it dies,
 with its pid file and log in ~/server-socket. The chosen program and mode are recorded on the host
 (`echo-server.mode`), so a re-run with nothing changed uploads, builds and restarts nothing.
 """

@@ -1,11 +1,10 @@
 """The host half of --auto-stop on a real sandbox host (root).
 
-The sandbox's Debian hosts have no systemd but a `poweroff` (see sandbox/selfshutdown.py), so the bare host
-takes the timer branch; with poweroff and halt moved away it must say `not possible` and schedule nothing.
-The branches are exercised here with small recording stand-ins (as tests/lab/test_systemd_path.py does for
-systemctl): a `poweroff` that only logs (the timer branch, fired for real with a 2 s deadline) and, with
-/run/systemd/system present, a `shutdown` that logs and creates systemd's schedule file. The real stop is
-in test_autostop_sandbox.py.
+The chroot sandbox host has no systemd but a `poweroff` (see sandbox/selfshutdown.py), so it takes the timer
+branch; with poweroff and halt moved away it must say `not possible` and schedule nothing. There a `poweroff`
+that only logs stands in (the timer branch, fired for real with a 2 s deadline). The systemd branch runs for
+real on a booted host (systemd PID 1): `shutdown -h +MIN` writes systemd's own schedule, `shutdown -c`
+removes it. The real stop is in test_autostop_sandbox.py and tests/sandbox/test_ec2_like_lab.py.
 """
 
 from __future__ import annotations
@@ -24,10 +23,7 @@ from ..lab.conftest import eventually
 pytestmark = [pytest.mark.root]
 
 FAKE_POWEROFF = '#!/bin/sh\necho "poweroff $*" >> /var/log/fake-poweroff.log\n'
-FAKE_SHUTDOWN = (
-    '#!/bin/sh\necho "$*" >> /var/log/fake-shutdown.log\n'
-    "mkdir -p /run/systemd/shutdown && touch /run/systemd/shutdown/scheduled\n"
-)
+SCHEDULE_FILE = "/run/systemd/shutdown/scheduled"
 
 
 @pytest.fixture
@@ -41,11 +37,28 @@ def host(sandbox_host):
         if marker and marker[1] == autostop.TIMER and marker[2].isdigit():
             box.sudo(f"kill {marker[2]}")
         box.sudo(
-            "rm -rf /run/systemd /usr/local/sbin/poweroff /usr/local/sbin/shutdown "
-            f"{autostop.MARKER} /var/log/fake-poweroff.log /var/log/fake-shutdown.log",
+            f"rm -rf /usr/local/sbin/poweroff {autostop.MARKER} /var/log/fake-poweroff.log",
             check=True,
         )
         conn.close()
+
+
+@pytest.fixture
+def booted(booted_host):
+    """The lab's Host on a booted host (systemd PID 1); a pending shutdown is cancelled afterwards."""
+    conn = open_connection(booted_host.target, ssh_timeout=30)
+    box = Host(conn, "lab-1", HostReport())
+    try:
+        yield box
+    finally:
+        box.sudo(f"shutdown -c 2>/dev/null; rm -f {autostop.MARKER}")
+        conn.close()
+
+
+def schedule_of(host: Host) -> dict[str, str]:
+    """systemd's record of the scheduled shutdown (USEC, MODE, WALL_MESSAGE, ...); {} when none."""
+    text = host.sudo(f"cat {SCHEDULE_FILE}").stdout if host.sudo(f"test -e {SCHEDULE_FILE}").ok else ""
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
 def in_an_hour() -> int:
@@ -101,16 +114,18 @@ def test_timer_fires_poweroff_at_the_deadline(host):
     assert fired == "poweroff \n"
 
 
-def test_systemd_branch_uses_shutdown_h_with_whole_minutes(host):
-    host.sudo("mkdir -p /run/systemd/system", check=True)
-    host.write_file("/usr/local/sbin/shutdown", FAKE_SHUTDOWN, sudo=True, mode="0755")
+def test_systemd_branch_uses_shutdown_h_with_whole_minutes(booted):
+    assert booted.run("cat /proc/1/comm").stdout.strip() == "systemd"
     deadline = in_an_hour()
-    result = autostop.auto_stop(host, deadline, "in an hour")
+    result = autostop.auto_stop(booted, deadline, "in an hour")
     assert result.status == CHANGED and "shutdown -h" in result.detail
-    assert host.read_file("/var/log/fake-shutdown.log") == "-h +60 labctl auto-stop\n"
-    assert autostop.read_marker(host) == (deadline, autostop.SYSTEMD, "-")
-    assert autostop.auto_stop(host, deadline, "in an hour").status == OK
-    assert host.read_file("/var/log/fake-shutdown.log").count("\n") == 1  # not rescheduled
+    scheduled = schedule_of(booted)
+    assert scheduled["MODE"] == "poweroff" and scheduled["WALL_MESSAGE"] == "labctl auto-stop"
+    at = int(scheduled["USEC"]) / 1e6
+    assert deadline <= at <= deadline + 60  # +60 whole minutes from when it ran, never earlier
+    assert autostop.read_marker(booted) == (deadline, autostop.SYSTEMD, "-")
+    assert autostop.auto_stop(booted, deadline, "in an hour").status == OK
+    assert schedule_of(booted)["USEC"] == scheduled["USEC"]  # not rescheduled
 
 
 def test_dry_run_schedules_nothing(host):
@@ -137,9 +152,9 @@ def test_cancel_kills_the_timer_and_a_second_cancel_changes_nothing(host):
     assert autostop.cancel_auto_stop(host).status == OK
 
 
-def test_cancel_on_systemd_runs_shutdown_c(host):
-    host.sudo("mkdir -p /run/systemd/system", check=True)
-    host.write_file("/usr/local/sbin/shutdown", FAKE_SHUTDOWN, sudo=True, mode="0755")
-    autostop.auto_stop(host, in_an_hour(), "in an hour")
-    assert autostop.cancel_auto_stop(host).status == CHANGED
-    assert host.read_file("/var/log/fake-shutdown.log").splitlines()[-1] == "-c"
+def test_cancel_on_systemd_runs_shutdown_c(booted):
+    autostop.auto_stop(booted, in_an_hour(), "in an hour")
+    assert schedule_of(booted)
+    assert autostop.cancel_auto_stop(booted).status == CHANGED
+    assert schedule_of(booted) == {} and booted.read_file(autostop.MARKER) is None
+    assert autostop.cancel_auto_stop(booted).status == OK

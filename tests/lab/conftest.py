@@ -44,18 +44,18 @@ def parse_key_lines(lines: list[str]) -> tuple[tuple[str, str], ...]:
     return tuple((line.split()[0], line.split()[1]) for line in lines)
 
 
-@pytest.fixture(scope="module")
-def sandbox_host(tmp_path_factory) -> SandboxHost:
+def running_host(tmp_path_factory, kind: str):
+    """A sandbox daemon of host kind `kind` with one running instance (yielded), stopped afterwards."""
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces, sshd, iptables)")
     testhost = pytest.importorskip("sandbox.testhost", reason="sandbox test-host helper not available")
     control = pytest.importorskip("sandbox.control")
     rootfs = pytest.importorskip("sandbox.rootfs")
-    rootfs.ensure_rootfs(kind=rootfs.CHROOT_KIND)  # a host without systemd: the lab's fallbacks
+    rootfs.ensure_rootfs(kind=kind)
     state_dir = tmp_path_factory.mktemp("sandbox-state")
     keys_dir = tmp_path_factory.mktemp("keys")
     try:
-        endpoint = control.ensure_running(state_dir, say=lambda line: None, host_kind=rootfs.CHROOT_KIND)
+        endpoint = control.ensure_running(state_dir, say=lambda line: None, host_kind=kind)
         ec2 = testhost.sandbox_client(endpoint)
         key = ec2.create_key_pair(KeyName="lab", KeyType="ed25519")
         key_file = keys_dir / "lab.pem"
@@ -88,6 +88,19 @@ def sandbox_host(tmp_path_factory) -> SandboxHost:
         yield box
     finally:
         testhost.stop_sandbox(state_dir)
+
+
+@pytest.fixture(scope="module")
+def sandbox_host(tmp_path_factory) -> SandboxHost:
+    """A host without systemd (kind `chroot`: sshd under a tiny init): the lab's fallbacks."""
+    yield from running_host(tmp_path_factory, "chroot")
+
+
+@pytest.fixture(scope="module")
+def booted_host(tmp_path_factory) -> SandboxHost:
+    """A host booted as an EC2 instance (kind `systemd`: systemd PID 1, cloud-init, sshd): the lab's
+    systemd branches run for real on it."""
+    yield from running_host(tmp_path_factory, "systemd")
 
 
 def eventually(check, timeout: float = 20.0, interval: float = 0.1):

@@ -1,15 +1,14 @@
-"""The systemd branches (timedatectl, the echo-server unit) on a sandbox host that claims systemd.
+"""The systemd branches (cloud-init wait, timedatectl, the echo unit) for real on a booted sandbox host.
 
-The sandbox has no systemd, so this module gives its host /run/systemd/system and small stand-ins for
-`systemctl` and `timedatectl` that record their calls and do the minimum for real (run the unit's
-ExecStart as its User, set the zone link). What is tested is labctl's side: which commands it sends,
-the unit it writes, and that a re-run starts nothing.
+The host boots as an EC2 instance does (systemd PID 1 under systemd-nspawn, cloud-init from the Ec2
+datasource), so nothing here is a stand-in: the lab's detection sees systemd, `timedatectl` sets the zone,
+the unit is written, enabled and started by systemd, and a re-run restarts nothing (same main PID). The
+no-systemd fallbacks are tested on the chroot host (test_sandbox_host.py).
 """
 
 from __future__ import annotations
 
 import io
-import shlex
 
 import pytest
 
@@ -20,51 +19,11 @@ from labctl import host_tasks
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
-FAKE_SYSTEMCTL = r"""#!/bin/sh
-# test stand-in for systemctl: records its calls, runs the unit's ExecStart as its User
-echo "$*" >> /var/log/fake-systemctl.log
-cmd=$1; shift
-for arg in "$@"; do case $arg in --*) ;; *) unit=$arg ;; esac; done
-pidfile=/run/fake-$unit.pid
-unitfile=/etc/systemd/system/$unit
-case $cmd in
-  daemon-reload|enable) exit 0 ;;
-  is-active) [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null ;;
-  stop)
-    if [ -f "$pidfile" ]; then
-      pid=$(cat "$pidfile"); kill "$pid" 2>/dev/null
-      while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
-      rm -f "$pidfile"
-    fi ;;
-  start)
-    user=$(sed -n 's/^User=//p' "$unitfile")
-    exec_start=$(sed -n 's/^ExecStart=//p' "$unitfile")
-    setsid setpriv --reuid="$user" --regid="$user" --init-groups sh -c "exec $exec_start" \
-      > /dev/null 2>&1 < /dev/null &
-    echo $! > "$pidfile" ;;
-  *) exit 1 ;;
-esac
-"""
-
-FAKE_TIMEDATECTL = r"""#!/bin/sh
-echo "$*" >> /var/log/fake-timedatectl.log
-[ "$1" = set-timezone ] && ln -sfn "/usr/share/zoneinfo/$2" /etc/localtime && echo "$2" > /etc/timezone
-"""
-
 
 @pytest.fixture(scope="module")
-def ssh(sandbox_host):
-    conn = open_connection(sandbox_host.target, ssh_timeout=30)
+def ssh(booted_host):
+    conn = open_connection(booted_host.target, ssh_timeout=30)
     run = lambda command: conn.run(command, hide=True, warn=True, in_stream=False)  # noqa: E731
-    for path, body in (
-        ("/usr/local/bin/systemctl", FAKE_SYSTEMCTL),
-        ("/usr/local/bin/timedatectl", FAKE_TIMEDATECTL),
-    ):
-        write = f"printf %s {shlex.quote(body)} | sudo -n tee {path} > /dev/null && sudo -n chmod 755 {path}"
-        assert run(write).ok
-    assert run("sudo -n mkdir -p /run/systemd/system").ok
-    logs = "/var/log/fake-systemctl.log /var/log/fake-timedatectl.log"
-    assert run(f"sudo -n touch {logs} && sudo -n chmod 666 {logs}").ok  # is-active runs unprivileged
     yield run
     conn.close()
 
@@ -73,46 +32,55 @@ def statuses(report) -> dict[str, str]:
     return {r.step: r.status for r in report.results}
 
 
-def calls(ssh, tool: str) -> list[str]:
-    return ssh(f"cat /var/log/fake-{tool}.log 2>/dev/null").stdout.splitlines()
+def main_pid(ssh) -> str:
+    return ssh(f"systemctl show -p MainPID --value {deploy.UNIT_NAME}").stdout.strip()
 
 
-def test_timezone_uses_timedatectl_where_systemd_runs(sandbox_host, ssh):
-    report = host_tasks.provision_hosts([sandbox_host.target], out=io.StringIO())
-    assert statuses(report)["timezone"] == CHANGED
-    assert calls(ssh, "timedatectl") == ["set-timezone Asia/Seoul"]
+def test_the_host_really_runs_systemd(ssh):
+    assert ssh("cat /proc/1/comm").stdout.strip() == "systemd"
+    assert ssh("test -d /run/systemd/system").ok  # what the lab's detection asks (sd_booted)
+    assert not ssh("test -e /usr/local/bin/systemctl -o -e /usr/local/bin/timedatectl").ok
+
+
+def test_timezone_uses_timedatectl_where_systemd_runs(booted_host, ssh):
+    report = host_tasks.provision_hosts([booted_host.target], out=io.StringIO())
+    found = statuses(report)
+    assert found["timezone"] == CHANGED
+    assert report.results[0].step == "cloud-init" and report.results[0].detail == "status done"
+    assert ssh("timedatectl show -p Timezone --value").stdout.strip() == "Asia/Seoul"
     assert ssh("date +%Z").stdout.strip() == "KST"
+    again = host_tasks.provision_hosts([booted_host.target], out=io.StringIO())
+    assert statuses(again)["timezone"] == OK
 
 
-def test_deploy_writes_the_unit_and_starts_it(sandbox_host, ssh):
-    report = host_tasks.deploy_echo([sandbox_host.target], out=io.StringIO())
+def test_deploy_writes_the_unit_enables_and_starts_it(booted_host, ssh):
+    report = host_tasks.deploy_echo([booted_host.target], out=io.StringIO())
     assert statuses(report) == {"upload": CHANGED, "compile": CHANGED, "echo service": CHANGED}
     assert report.results[-1].detail.startswith("systemd unit: ")
     command = "/home/ubuntu/server-socket/echo_server 12345"
     assert ssh(f"cat {deploy.UNIT_PATH}").stdout == deploy.render_unit("ubuntu", "/home/ubuntu", command)
-    assert calls(ssh, "systemctl") == [
-        f"is-active --quiet {deploy.UNIT_NAME}",
-        "daemon-reload",
-        f"enable --quiet {deploy.UNIT_NAME}",
-        f"stop {deploy.UNIT_NAME}",
-        f"start {deploy.UNIT_NAME}",
-    ]
-    assert ssh("ps -o user= -C echo_server").stdout.split() == ["ubuntu"]
+    assert ssh(f"systemctl is-active {deploy.UNIT_NAME}").stdout.strip() == "active"
+    assert ssh(f"systemctl is-enabled {deploy.UNIT_NAME}").stdout.strip() == "enabled"
+    pid = main_pid(ssh)
+    assert ssh(f"ps -o user= -p {pid}").stdout.split() == ["ubuntu"]
+    assert f"/system.slice/{deploy.UNIT_NAME}" in ssh(f"cat /proc/{pid}/cgroup").stdout
     assert not ssh(f"test -e ~/server-socket/{deploy.PID_FILE}").ok  # no supervised process as well
 
 
-def test_second_deploy_only_asks_whether_the_unit_is_active(sandbox_host, ssh):
-    before = len(calls(ssh, "systemctl"))
-    report = host_tasks.deploy_echo([sandbox_host.target], out=io.StringIO())
+def test_second_deploy_restarts_nothing(booted_host, ssh):
+    before = main_pid(ssh)
+    report = host_tasks.deploy_echo([booted_host.target], out=io.StringIO())
     assert set(statuses(report).values()) == {OK}
-    assert calls(ssh, "systemctl")[before:] == [f"is-active --quiet {deploy.UNIT_NAME}"]
+    assert main_pid(ssh) == before
 
 
-def test_switching_server_rewrites_the_unit_and_restarts(sandbox_host, ssh):
-    report = host_tasks.deploy_echo([sandbox_host.target], server="python", out=io.StringIO())
+def test_switching_server_rewrites_the_unit_and_restarts(booted_host, ssh):
+    before = main_pid(ssh)
+    report = host_tasks.deploy_echo([booted_host.target], server="python", out=io.StringIO())
     assert statuses(report) == {"upload": OK, "compile": OK, "echo service": CHANGED}
     assert (
         "ExecStart=/usr/bin/python3 /home/ubuntu/server-socket/echo_server.py 12345\n"
         in ssh(f"cat {deploy.UNIT_PATH}").stdout
     )
-    assert host_tasks.verify([sandbox_host.target], out=io.StringIO())
+    assert main_pid(ssh) not in ("0", before)
+    assert host_tasks.verify([booted_host.target], out=io.StringIO())
