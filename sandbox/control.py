@@ -147,7 +147,7 @@ def ensure_running(state_dir: Path, say=print, host_kind: str = "systemd") -> st
             say(f"sandbox: removed orphaned {line}")
         saved = apistate.live_saved_instances(sandbox_dir(state_dir))
         if saved:
-            say(f"sandbox: restarting with its saved state: {_describe(saved)} come back")
+            say(f"sandbox: restarting from its saved state, bringing back {_describe(saved)}")
         process = _spawn_daemon(state_dir, host_kind)
         endpoint = _wait_for_api(state_dir, process)
     say(f"sandbox: daemon {process.pid} serves the EC2 API at {endpoint}")
