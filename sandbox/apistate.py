@@ -10,7 +10,6 @@ restarted daemon loads them before its API answers, so the same instances come b
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -129,11 +128,6 @@ class ApiState:
             self._last = data
         log.info("API state loaded from %s", path)
         return saved_instances(self.sandbox_dir)
-
-    def forget(self) -> None:
-        for name in (PICKLE_FILE, SUMMARY_FILE):
-            with contextlib.suppress(FileNotFoundError):
-                (self.sandbox_dir / name).unlink()
 
 
 def _snake(action: str) -> str:
