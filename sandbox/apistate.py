@@ -48,6 +48,14 @@ def live_saved_instances(sandbox_dir: Path) -> dict[str, dict]:
     return {i: v for i, v in saved_instances(sandbox_dir).items() if v.get("state") in LIVE_STATES}
 
 
+def saved_host_kind(sandbox_dir: Path) -> str | None:
+    """The host kind (`systemd`, `chroot`) of the daemon that saved the state, None when unknown."""
+    try:
+        return json.loads((sandbox_dir / SUMMARY_FILE).read_text()).get("host_kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def has_saved_state(sandbox_dir: Path) -> bool:
     return (sandbox_dir / PICKLE_FILE).exists()
 
@@ -55,8 +63,9 @@ def has_saved_state(sandbox_dir: Path) -> bool:
 class ApiState:
     """Saves and loads moto's EC2 backends for one daemon. API calls and saves are serialised by `lock`."""
 
-    def __init__(self, sandbox_dir: Path):
+    def __init__(self, sandbox_dir: Path, host_kind: str):
         self.sandbox_dir = sandbox_dir
+        self.host_kind = host_kind
         self.lock = threading.RLock()
         self.changed = threading.Event()
         self._last: bytes = b""
@@ -95,6 +104,7 @@ class ApiState:
             if data == self._last:
                 return False
             summary = {
+                "host_kind": self.host_kind,
                 "instances": {
                     instance.id: {
                         "state": instance.state,
@@ -104,7 +114,7 @@ class ApiState:
                     for regions in backends.values()
                     for region, backend in regions.items()
                     for instance in backend.all_instances()
-                }
+                },
             }
             _write_atomically(self.sandbox_dir / PICKLE_FILE, data)
             _write_atomically(self.sandbox_dir / SUMMARY_FILE, json.dumps(summary, indent=1).encode())

@@ -146,6 +146,12 @@ def ensure_running(state_dir: Path, say=print, host_kind: str = "systemd") -> st
         for line in cleanup_orphans():  # a crashed daemon's hosts would still hold their addresses
             say(f"sandbox: removed orphaned {line}")
         saved = apistate.live_saved_instances(sandbox_dir(state_dir))
+        saved_kind = apistate.saved_host_kind(sandbox_dir(state_dir)) or host_kind
+        if saved and saved_kind != host_kind:
+            raise SandboxError(
+                f"the saved sandbox of {state_dir} has {saved_kind} hosts, not {host_kind}: start it with "
+                f"host kind {saved_kind}, or tear it down first (fab teardown)"
+            )
         if saved:
             say(f"sandbox: restarting from its saved state, bringing back {_describe(saved)}")
         process = _spawn_daemon(state_dir, host_kind)

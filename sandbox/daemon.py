@@ -75,7 +75,7 @@ class Daemon:
             motopatch.install(
                 allocate=lambda instance_id: network.lease_address(owner, instance_id), console=console
             )
-            api_state = ApiState(self.sandbox_dir)
+            api_state = ApiState(self.sandbox_dir, self.host_kind)
             restored = api_state.load()
             reconciler.released |= _claim_leases(owner, restored)
             api_state.install_change_hook()

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from sandbox import apistate, control, network
+from sandbox.errors import SandboxError
 from sandbox.orphans import remove_unowned_host_dirs
 from sandbox.registry import daemon_alive
 from sandbox.testhost import stop_sandbox
@@ -153,3 +154,15 @@ def test_a_restored_lease_is_claimed_and_a_reused_address_is_not_released(tmp_pa
     assert not network.claim_address(1, "198.51.100.10", "i-0new")  # pid 1 is not the live holder
     network.release_address("198.51.100.10", "i-0old")
     assert network.all_leases() == []
+
+
+def test_saved_hosts_of_another_kind_are_not_restarted_as_this_kind(tmp_path, monkeypatch):
+    monkeypatch.setattr(control, "check_prerequisites", lambda kind: None)
+    monkeypatch.setattr("sandbox.rootfs.ensure_rootfs", lambda say, kind: None)
+    monkeypatch.setattr(control, "cleanup_orphans", lambda: [])
+    sandbox_dir = tmp_path / "sandbox"
+    sandbox_dir.mkdir()
+    saved = {"i-0live": {"state": "running", "region": "ap-northeast-2", "address": "198.51.100.10"}}
+    (sandbox_dir / apistate.SUMMARY_FILE).write_text(json.dumps({"host_kind": "chroot", "instances": saved}))
+    with pytest.raises(SandboxError, match="has chroot hosts, not systemd: start it with host kind chroot"):
+        control.ensure_running(tmp_path)
