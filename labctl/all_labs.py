@@ -77,7 +77,8 @@ def teardown_all_labs(
     recorded = LabState.load()
     ref = resolve_lab(target, region, None, recorded)
     report.line(f"teardown --all-labs: target {ref.target}, region {ref.region}, every lab of ours")
-    cloud = targets.connect(ref.target, ref.region, start_sandbox=False)
+    saved = ref.target == "sandbox" and targets.sandbox_control().has_saved_state(state_dir())
+    cloud = targets.connect(ref.target, ref.region, start_sandbox=saved)  # a dead daemon's labs come back
     if cloud is None:
         report.finish(unchanged="the sandbox is not running, so it has no labs")
         return []

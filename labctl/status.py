@@ -89,6 +89,7 @@ def status_data(
     data: dict = {"target": ref.target, "region": ref.region, "lab": ref.lab}
     data["endpoint"] = cloud.endpoint_url if cloud else None
     data["sandbox"] = _sandbox_status(ref)
+    data["sandbox_down"] = (data["sandbox"] or {}).get("down") if cloud is None else None
     if cloud is None:
         data.update(
             instances=[], security_group=None, key_pair=None, not_ours=[], cost=None, **{"class": None}
@@ -116,6 +117,8 @@ def _record_found(state: LabState, data: dict) -> None:
 def status_lines(data: dict) -> list[str]:
     """A human-readable rendering of status_data()."""
     lines = [header("status", data["target"], data["region"], data["lab"])]
+    if data.get("sandbox_down"):  # its instances still exist: "none" below would be wrong
+        return [*lines, f"  sandbox      down: {data['sandbox_down']}"]
     lines.append(f"  endpoint     {data['endpoint'] or 'AWS'}")
     for i in data["instances"]:
         lines.append(

@@ -206,7 +206,10 @@ def plan(
 )
 @reports_lab_errors
 def status(c, target=None, region=None, name=None, json=False, warn_hours=None):
-    """Show the lab's instances (uptime, auto-stop, how to connect), security group and key pair."""
+    """Show the lab's instances (uptime, auto-stop, how to connect), security group and key pair.
+
+    Exits 1 when the lab's sandbox daemon is not running while its saved instances exist (it says what to do).
+    """
     from labctl.status import status_data, status_lines
 
     data = status_data(target, region, name, warn_hours=warn_hours)
@@ -216,6 +219,8 @@ def status(c, target=None, region=None, name=None, json=False, warn_hours=None):
         print(dumps(data, indent=2, sort_keys=True))
     else:
         print("\n".join(status_lines(data)))
+    if data.get("sandbox_down"):
+        raise SystemExit(1)  # the lab is not reachable as it is, though it exists
 
 
 @task(

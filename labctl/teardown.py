@@ -36,6 +36,12 @@ def _forget(ref: LabRef, recorded: LabState, cloud: targets.Cloud | None, keep_k
     pinned_keys.forget_all(state_dir())  # the instances are gone
 
 
+def _saved_sandbox(ref: LabRef) -> bool:
+    """A sandbox whose daemon died keeps its instances and key pairs in its saved state: start it again so
+    they are removed as on a running one (else the key pair would outlive its removed key file)."""
+    return ref.target == "sandbox" and targets.sandbox_control().has_saved_state(state_dir())
+
+
 def _sandbox_after_teardown(ref: LabRef, cloud: targets.Cloud | None, report: Report) -> None:
     if ref.target != "sandbox":
         return
@@ -59,7 +65,7 @@ def teardown(
     recorded = LabState.load()
     ref = resolve_lab(target, region, name, recorded)
     report.line(header("teardown", ref.target, ref.region, ref.lab))
-    cloud = targets.connect(ref.target, ref.region, start_sandbox=False)
+    cloud = targets.connect(ref.target, ref.region, start_sandbox=_saved_sandbox(ref))
     if cloud is not None:
         try:
             with aws_errors():

@@ -2,7 +2,8 @@
 
 ensure_running(state_dir, host_kind="systemd") -> "http://127.0.0.1:PORT"   (starts the daemon when needed)
 running_endpoint(state_dir) -> str | None
-status(state_dir) -> dict
+status(state_dir) -> dict   (`down`: the daemon is not running but its saved instances exist: what to do)
+has_saved_state(state_dir) -> bool
 shutdown_if_idle(state_dir) -> bool
 cleanup_orphans() -> list[str]
 """
@@ -23,6 +24,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from sandbox import apistate
 from sandbox.errors import SandboxError
 from sandbox.orphans import cleanup_orphans
 from sandbox.registry import daemon_alive
@@ -31,6 +33,7 @@ __all__ = [
     "ensure_running",
     "running_endpoint",
     "status",
+    "has_saved_state",
     "shutdown_if_idle",
     "cleanup_orphans",
     "SANDBOX_SSH_CIDR",
@@ -82,6 +85,11 @@ def running_endpoint(state_dir: Path) -> str | None:
     if info.get("pid") and daemon_alive(int(info["pid"])) and _answers(info.get("endpoint", "")):
         return info["endpoint"]
     return None
+
+
+def has_saved_state(state_dir: Path) -> bool:
+    """The sandbox of this state dir has API state saved by a daemon (running or not)."""
+    return apistate.has_saved_state(sandbox_dir(state_dir))
 
 
 def check_prerequisites(host_kind: str = "systemd") -> None:
@@ -137,6 +145,15 @@ def ensure_running(state_dir: Path, say=print, host_kind: str = "systemd") -> st
         (sandbox_dir(state_dir) / "daemon.json").unlink(missing_ok=True)
         for line in cleanup_orphans():  # a crashed daemon's hosts would still hold their addresses
             say(f"sandbox: removed orphaned {line}")
+        saved = apistate.live_saved_instances(sandbox_dir(state_dir))
+        saved_kind = apistate.saved_host_kind(sandbox_dir(state_dir)) or host_kind
+        if saved and saved_kind != host_kind:
+            raise SandboxError(
+                f"the saved sandbox of {state_dir} has {saved_kind} hosts, not {host_kind}: start it with "
+                f"host kind {saved_kind}, or tear it down first (fab teardown)"
+            )
+        if saved:
+            say(f"sandbox: restarting from its saved state, bringing back {_describe(saved)}")
         process = _spawn_daemon(state_dir, host_kind)
         endpoint = _wait_for_api(state_dir, process)
     say(f"sandbox: daemon {process.pid} serves the EC2 API at {endpoint}")
@@ -200,9 +217,26 @@ def _last_log_line(state_dir: Path) -> str:
     return (errors or lines or ["no log"])[-1].strip()
 
 
+def _describe(instances: dict[str, dict]) -> str:
+    return ", ".join(f"{i} ({entry.get('state')})" for i, entry in sorted(instances.items()))
+
+
+def down_message(state_dir: Path) -> str | None:
+    """One line when the daemon is not running but its saved state still has instances, else None."""
+    if running_endpoint(state_dir):
+        return None
+    saved = apistate.live_saved_instances(sandbox_dir(state_dir))
+    if not saved:
+        return None
+    return (
+        f"the sandbox daemon is not running; its saved state has {_describe(saved)}: run `fab provision` "
+        "to restart it and bring them back (or `fab teardown` to remove them)"
+    )
+
+
 def status(state_dir: Path) -> dict[str, Any]:
-    """The daemon (pid, endpoint, rootfs, host_os, proxy) and its hosts (id, address, state, namespace,
-    sshd pid)."""
+    """The daemon (pid, endpoint, rootfs, host_os, proxy), its hosts (id, address, state, namespace,
+    sshd pid), and `down`: what to do when the daemon is not running but its saved instances exist."""
     from sandbox import container, host
     from sandbox.rootfs import os_name
 
@@ -234,6 +268,8 @@ def status(state_dir: Path) -> dict[str, Any]:
         "host_os": os_name(Path(info["rootfs"])) if info.get("rootfs") else None,
         "proxy": info.get("proxy") if endpoint else None,
         "hosts": hosts,
+        "saved_instances": apistate.saved_instances(sandbox_dir(state_dir)),
+        "down": down_message(state_dir),
     }
 
 
@@ -279,6 +315,8 @@ def shutdown_if_idle(state_dir: Path) -> bool:
         endpoint = running_endpoint(state_dir)
         if endpoint and _busy_instances(state_dir, endpoint):
             return False
+        if not endpoint and apistate.live_saved_instances(sandbox_dir(state_dir)):
+            return False  # a stopped daemon's instances: the next daemon brings them back
         pid = _daemon_info(state_dir).get("pid")
         if pid and daemon_alive(int(pid)):
             _stop_pid(int(pid))
@@ -287,7 +325,8 @@ def shutdown_if_idle(state_dir: Path) -> bool:
 
 
 def _stop_pid(pid: int) -> None:
-    """SIGTERM the daemon (it destroys its hosts); if it does not stop in time, SIGKILL and clean orphans."""
+    """SIGTERM the daemon (it halts its hosts, keeping their files and the API state); if it does not stop in
+    time, SIGKILL and clean orphans."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT

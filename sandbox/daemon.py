@@ -3,7 +3,11 @@ gateway, and the reconciler.
 
 Run as `python -m sandbox.daemon --state-dir DIR` (control.ensure_running does, detached). It writes
 DIR/sandbox/daemon.json once the API answers, logs to DIR/sandbox/daemon.log, registers itself in
-/run/labctl/daemons/, and on SIGTERM destroys its hosts, leases and (when unused) the bridge.
+/run/labctl/daemons/. Its API state is saved in DIR/sandbox/api-state.* after every change (`apistate`) and
+loaded again at start: the same instances (ids, states, addresses, key pairs, groups) come back and their
+hosts boot again from their kept upper dirs. On SIGTERM it halts its hosts cleanly (systemd shutdown) but
+keeps their files and the API state (instances still recorded as running), then drops its leases and (when
+unused) the bridge.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class Daemon:
         from moto.server import ThreadedMotoServer
 
         from sandbox import host, motopatch, network, registry
+        from sandbox.apistate import ApiState
         from sandbox.aptproxy import AptProxy
         from sandbox.console import ConsoleBuffer, delay_from_env
         from sandbox.imds import MetadataService
@@ -63,16 +68,21 @@ class Daemon:
             reconciler = Reconciler(
                 self.sandbox_dir, rootfs, proxy.port, owner, imds_port=imds.port, kind=self.host_kind
             )
-            cleanup.callback(reconciler.destroy_all)
+            cleanup.callback(reconciler.stop_all)
             console = ConsoleBuffer(
                 lambda instance_id: host.console_snapshot(reconciler.host_dir(instance_id)), console_delay
             )
             motopatch.install(
                 allocate=lambda instance_id: network.lease_address(owner, instance_id), console=console
             )
+            api_state = ApiState(self.sandbox_dir, self.host_kind)
+            restored = api_state.load()
+            reconciler.released |= _claim_leases(owner, restored)
+            api_state.install_change_hook()
             server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
             server.start()
             cleanup.callback(server.stop)
+            cleanup.callback(api_state.save)  # the last word: instances recorded as they are (running)
             endpoint = f"http://127.0.0.1:{server.get_host_and_port()[1]}"
             registry.write_json(
                 self.sandbox_dir / "daemon.json",
@@ -88,7 +98,7 @@ class Daemon:
                 },
             )
             cleanup.callback((self.sandbox_dir / "daemon.json").unlink, missing_ok=True)
-            cleanup.callback(log.info, "stopping: destroying hosts")
+            cleanup.callback(log.info, "stopping: halting hosts (their files and the API state are kept)")
             log.info(
                 "API at %s, apt proxy at %s, metadata service at %s, rootfs %s",
                 endpoint,
@@ -96,12 +106,31 @@ class Daemon:
                 imds.port,
                 rootfs,
             )
+            last_views: list = []
             while not self.stopping.is_set():
                 if not (self.sandbox_dir / "daemon.json").exists():
                     log.warning("%s vanished: nobody can reach this daemon; stopping", self.sandbox_dir)
                     break
-                reconciler.step(snapshot_instances())
+                views = snapshot_instances()
+                if views != last_views:
+                    api_state.changed.set()
+                    last_views = views
+                api_state.save_if_changed()
+                reconciler.step(views)
                 self.stopping.wait(RECONCILE_INTERVAL)
+
+
+def _claim_leases(owner: int, restored: dict[str, dict]) -> set[str]:
+    """Lease the addresses of the restored instances again for this daemon; returns the terminated ones
+    (their addresses were released before, and may be another instance's now)."""
+    from sandbox import network
+    from sandbox.apistate import LIVE_STATES
+
+    for instance_id, entry in restored.items():
+        live = entry.get("state") in LIVE_STATES and entry.get("address")
+        if live and not network.claim_address(owner, entry["address"], instance_id):
+            log.error("address %s of %s is another daemon's now", entry["address"], instance_id)
+    return {i for i, entry in restored.items() if entry.get("state") not in LIVE_STATES}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -149,9 +149,30 @@ def name_lease(address: str, instance: str) -> None:
             path.write_text(json.dumps(dict(lease, instance=instance)))
 
 
-def release_address(address: str) -> None:
+def claim_address(owner: int, address: str, instance: str) -> bool:
+    """Lease `address` for `owner` again (a restarted daemon's restored instance); False when another live
+    process holds it."""
+    with machine_lock():
+        LEASE_DIR.mkdir(parents=True, exist_ok=True)
+        path = LEASE_DIR / address
+        with contextlib.suppress(OSError, ValueError):
+            holder = json.loads(path.read_text())["owner"]
+            if holder != owner and pid_alive(holder):
+                return False
+        path.write_text(json.dumps({"owner": owner, "instance": instance}))
+        return True
+
+
+def release_address(address: str, instance: str | None = None) -> None:
+    """Drop the lease of `address` (only if it names `instance`, when given: a reused address is not
+    another instance's to release)."""
     with machine_lock(), contextlib.suppress(FileNotFoundError):
-        (LEASE_DIR / address).unlink()
+        path = LEASE_DIR / address
+        if instance is not None:
+            with contextlib.suppress(OSError, ValueError):
+                if json.loads(path.read_text()).get("instance") not in (instance, ""):
+                    return
+        path.unlink()
 
 
 def release_all(owner: int) -> None:

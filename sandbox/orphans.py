@@ -5,6 +5,11 @@ cgroups `labctl/<instance id>` (a container's processes, also when its nspawn di
 veths `lxv*`, the bridge `labctl0`, mounts whose source starts with `labctl-`, leases and daemon registrations
 in /run/labctl. A container's overlay lives in its launcher's private mount namespace and goes with it.
 A daemon counts as alive while its registered pid runs `sandbox.daemon`.
+
+A dead daemon's files are NOT its hosts' disks to lose: its state dir keeps the saved API state
+(`apistate`), its log, and the upper dir of every instance that state still has (not terminated), so that the
+next daemon brings those instances back. Only host dirs of instances the saved state does not know, or knows
+as terminated, are removed (`remove_unowned_host_dirs`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from sandbox import cgroups, container, host, network
+from sandbox import apistate, cgroups, container, host, network
 from sandbox.errors import SandboxError
 from sandbox.registry import daemon_alive, live_daemons, registry_dir
 
@@ -92,17 +97,31 @@ def cleanup_orphans() -> list[str]:
     return removed
 
 
-def _remove_dead_registrations(alive: set[int]) -> list[str]:
-    """Registry entries of dead daemons, and the host files they left in their state dirs."""
+def remove_unowned_host_dirs(sandbox_dir: Path) -> list[str]:
+    """Delete the host dirs of a dead daemon's state dir that belong to no instance its saved API state still
+    has (call only once that daemon's hosts are dead); the others, its log and its API state stay."""
     removed = []
+    (sandbox_dir / "daemon.json").unlink(missing_ok=True)  # its endpoint answers no more
+    keep = apistate.live_saved_instances(sandbox_dir)
+    hosts_dir = sandbox_dir / "hosts"
+    for host_dir in sorted(hosts_dir.iterdir()) if hosts_dir.is_dir() else ():
+        if host_dir.name not in keep:
+            shutil.rmtree(host_dir, ignore_errors=True)
+            removed.append(f"files {host_dir} (no live instance)")
+    return removed
+
+
+def _remove_dead_registrations(alive: set[int]) -> list[str]:
+    """Registry entries of dead daemons, and the host files of instances they no longer have."""
+    removed = []
+    served = {Path(state_dir) for state_dir in live_daemons().values()}  # a new daemon may serve it already
     for path in registry_dir().glob("*") if registry_dir().exists() else ():
         if not path.name.isdigit() or int(path.name) in alive:
             continue
         with contextlib.suppress(OSError, ValueError):
-            sandbox_dir = Path(json.loads(path.read_text())["state_dir"]) / "sandbox"
-            if sandbox_dir.is_dir():
-                shutil.rmtree(sandbox_dir, ignore_errors=True)
-                removed.append(f"files {sandbox_dir}")
+            state_dir = Path(json.loads(path.read_text())["state_dir"])
+            if state_dir not in served:
+                removed += remove_unowned_host_dirs(state_dir / "sandbox")
         path.unlink(missing_ok=True)
         removed.append(f"daemon registration {path.name}")
     return removed

@@ -10,6 +10,7 @@ import os
 import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,7 +132,7 @@ def _view(backend, instance, members: dict[str, list[str]]) -> InstanceView:
 
 
 class Reconciler:
-    """Owns the hosts of one daemon. `step()` is called in a loop; `destroy_all()` on shutdown."""
+    """Owns the hosts of one daemon. `step()` is called in a loop; `stop_all()` on shutdown."""
 
     def __init__(
         self,
@@ -184,7 +185,7 @@ class Reconciler:
         elif view.state == "terminated":
             self._destroy(view.instance_id)
             if view.instance_id not in self.released and view.address:
-                network.release_address(view.address)
+                network.release_address(view.address, view.instance_id)
                 self.released.add(view.instance_id)
 
     def _ensure_up(self, view: InstanceView) -> None:
@@ -266,13 +267,15 @@ class Reconciler:
         host.remove_host_dir(self.host_dir(instance_id), None)
         log.info("host %s destroyed", instance_id)
 
-    def destroy_all(self) -> None:
-        with self.lock:
-            for instance_id in list(self.hosts):
+    def stop_all(self) -> None:
+        """Halt every host cleanly and remove its network, keeping its files (the daemon stops; its
+        instances stay as the API state records them and boot again under the next daemon)."""
+        with self.lock, ThreadPoolExecutor(max_workers=max(1, len(self.hosts))) as pool:
+            for instance_id, future in [(i, pool.submit(self._ensure_down, i)) for i in list(self.hosts)]:
                 try:
-                    self._destroy(instance_id)
+                    future.result()
                 except Exception:
-                    log.exception("destroying %s failed", instance_id)
+                    log.exception("stopping %s failed", instance_id)
 
     def _write_status(self, views: list[InstanceView]) -> None:
         status = {

@@ -109,12 +109,16 @@ def standalone_host(
 
 
 def stop_sandbox(state_dir: Path) -> None:
-    """Terminate every instance of the state dir's daemon, then stop it and remove its files."""
+    """Terminate every instance of the state dir's daemon, then stop it and remove its files. A stopped
+    daemon's saved state (instances and their disks) is discarded with it: a test's sandbox is thrown away."""
     endpoint = control.running_endpoint(state_dir)
     if endpoint:
         ec2 = sandbox_client(endpoint)
         ids = [i["InstanceId"] for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]]
         if ids:
             ec2.terminate_instances(InstanceIds=ids)
+    elif control.has_saved_state(state_dir):
+        control.cleanup_orphans()  # its hosts' processes are gone before their files go
+        shutil.rmtree(control.sandbox_dir(state_dir), ignore_errors=True)
     if not control.shutdown_if_idle(state_dir):
         raise SandboxError(f"the sandbox of {state_dir} still has instances after terminating them all")

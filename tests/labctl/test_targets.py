@@ -157,6 +157,9 @@ class StoppedSandbox:
         self.calls.append("cleanup_orphans")
         return []
 
+    def has_saved_state(self, state_dir):
+        return False
+
 
 @pytest.fixture
 def stopped_sandbox(monkeypatch):
