@@ -22,7 +22,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -35,7 +34,7 @@ from infra.autostop import AUTO_STOP_AT_KEY, AUTO_STOP_HOURS_KEY
 from infra.tags import PROJECT_KEY, PROJECT_VALUE
 from labctl.options import ProvisionOptions
 from labctl.single import provisioning
-from tests.support.fab import isolated_fab_env
+from tests.support.fab import isolated_fab_env, wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
 FAB = Path(sys.executable).with_name("fab")
@@ -186,19 +185,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"moto server exited: {process.stderr.read()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("moto server did not start")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """moto's server enforcing IAM after NO_AUTH_CALLS calls; stopped (by its PID) after the module."""
@@ -214,7 +200,7 @@ def server(tmp_path_factory):
         env=env,
     )
     try:
-        _wait_for_port(port, process)
+        wait_for_port(port, process)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.stdin.close()
