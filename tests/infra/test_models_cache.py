@@ -13,7 +13,7 @@ from moto import mock_aws
 from infra import models, session
 from tests.support.fab import FAB, REPO, isolated_fab_env
 
-from .conftest_helpers import REGION
+from .conftest import REGION
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from infra.errors import CloudError
 from infra.results import CREATED, OK
 from infra.tags import tag_specifications
 
-from .conftest_helpers import REGION
+from .conftest import REGION
 
 LAB = "netlab"
 KEY = "labctl-netlab"

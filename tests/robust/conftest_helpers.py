@@ -1,3 +1,0 @@
-"""Constants shared by the tests of this package."""
-
-REGION = "ap-northeast-2"
