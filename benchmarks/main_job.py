@@ -86,10 +86,11 @@ def one_job(work: Path) -> dict[str, tuple[float, str]]:
     return times
 
 
-def report(jobs: list[dict[str, tuple[float, str]]], cache_before: int) -> None:
+def report(jobs: list[dict[str, tuple[float, str]]], cache_before: int, load_before: float) -> None:
     print(
         f"main job on the sandbox, {len(jobs)} run(s); apt cache before: {cache_before / 1e6:.0f} MB "
-        f"({'warm' if cache_before else 'cold'}); load average {os.getloadavg()[0]:.1f}"
+        f"({'warm' if cache_before else 'cold'}); load average {load_before:.2f} before, "
+        f"{os.getloadavg()[0]:.2f} after (1 min)"
     )
     totals = [sum(seconds for seconds, _ in job.values()) for job in jobs]
     for name, *_ in TASKS:
@@ -120,8 +121,9 @@ def main() -> int:
         if args.warm_up:
             one_job(work)
         cache_before = cache_size()
+        load_before = os.getloadavg()[0]
         jobs = [one_job(work) for _ in range(max(1, args.runs))]
-        report(jobs, cache_before)
+        report(jobs, cache_before, load_before)
         return 0
     except (JobFailed, subprocess.TimeoutExpired) as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
