@@ -21,10 +21,17 @@ NOT_INSTALLED = 127  # exit status of the wait commands below when the tool they
 SBIN_PATH = "PATH=$PATH:/usr/sbin:/sbin"
 
 
+CLOUD_INIT_RESULT = "/run/cloud-init/result.json"  # written at the end of cloud-init's final stage
+NO_ERRORS = '"errors": []'  # how cloud-init's write_json renders a boot without errors
+
+
 def cloud_init_wait_command() -> str:
-    """`cloud-init status --wait` where cloud-init exists, else exit 127."""
+    """`status: done` at once when this boot's cloud-init finished without errors (its result file says
+    so: a re-run need not start cloud-init's Python, ~0.4 s), else `cloud-init status --wait` where
+    cloud-init exists (it waits, and names an error), else exit 127."""
     return (
-        f"if {SBIN_PATH} command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait; "
+        f"if grep -qF '{NO_ERRORS}' {CLOUD_INIT_RESULT} 2>/dev/null; then echo 'status: done'; "
+        f"elif {SBIN_PATH} command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait; "
         f"else (exit {NOT_INSTALLED}); fi"
     )
 
