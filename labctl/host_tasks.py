@@ -185,9 +185,8 @@ def deploy_echo(
     config: Config | None = None,
 ) -> HostReport:
     """Upload/build/run the echo server on every host (only what changed); LabError if a host failed."""
+    choice = server_choice(server, concurrent)
     require_hosts(hosts, "deploy-echo")
-    choice = deploy.ServerChoice(server, concurrent)
-    choice.program(deploy.local_sources())  # a bad --server/--concurrent fails before any connection
     title = f"deploy-echo ({server}{' --concurrent' if concurrent else ''})"
     return run_task(
         "deploy-echo",
@@ -200,6 +199,13 @@ def deploy_echo(
         options=options,
         config=config,
     )
+
+
+def server_choice(server: str, concurrent: bool) -> deploy.ServerChoice:
+    """--server and --concurrent as a ServerChoice; a bad one is a HostError before any connection."""
+    choice = deploy.ServerChoice(server, concurrent)
+    choice.program(deploy.local_sources())
+    return choice
 
 
 def verify(
