@@ -75,12 +75,17 @@ def _assert_sandbox_untouched(state_dir, daemons_before: dict) -> None:
     assert live_daemons().keys() <= daemons_before.keys()  # this run left no daemon running
 
 
+SANDBOX_CASES = [
+    pytest.param(mode, args, option, id=f"{case}-{mode}")
+    for case, args, option in BAD_VALUES
+    for mode in ("provision", "dry-run", "plan")
+    if mode != "plan" or {a for a in args if a.startswith("--")} <= PLAN_FLAGS
+]
+
+
 @pytest.mark.root  # a regression would start the sandbox daemon: run under the shared lock
-@pytest.mark.parametrize("mode", ["provision", "dry-run", "plan"])
-@pytest.mark.parametrize("case, args, option", BAD_VALUES, ids=[case for case, _, _ in BAD_VALUES])
-def test_a_bad_value_fails_before_the_sandbox_starts(tmp_path, mode, case, args, option):
-    if mode == "plan" and not set(a for a in args if a.startswith("--")) <= PLAN_FLAGS:
-        pytest.skip("plan does not take this option")
+@pytest.mark.parametrize("mode, args, option", SANDBOX_CASES)
+def test_a_bad_value_fails_before_the_sandbox_starts(tmp_path, mode, args, option):
     from sandbox.registry import live_daemons
 
     env = isolated_fab_env(tmp_path)
