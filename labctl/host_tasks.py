@@ -216,7 +216,12 @@ def verify(
     options: HostOptions | None = None,
     config: Config | None = None,
 ) -> bool:
-    """All checks from this machine and on each host; prints a table (or JSON); True only if all passed."""
+    """All checks from this machine and on each host; prints a table (or JSON); True only if all passed.
+
+    Read-only for the lab record: state.json is never written. Finding the hosts may pin an instance's host
+    keys in pinned_host_keys.json the first time they are read from its console (the trust store, which a
+    rebooted instance's console could not refill), as every connecting task does.
+    """
     from lab.verify import verify_from_here, verify_on_host  # only the verify task needs the checks
 
     require_hosts(hosts, "verify")

@@ -186,7 +186,7 @@ def provision_cloud(options: ProvisionOptions, report: Report | None = None) -> 
 
 
 def plan(options: ProvisionOptions, report: Report | None = None) -> list[Result]:
-    """What provision would create, change or start; changes nothing."""
+    """What provision would create, change or start; changes nothing (state.json included)."""
     report = report or Report()
     provision_cloud(replace(options, dry_run=True), report)
     return report.results
