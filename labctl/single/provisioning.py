@@ -17,6 +17,7 @@ from infra.errors import aws_errors
 from infra.results import CREATED, Result
 from infra.tags import resource_name
 from labctl import connect_help, cost_report, interrupts, targets
+from labctl.errors import LabError
 from labctl.labref import LabRef, resolve_lab
 from labctl.options import ProvisionOptions
 from labctl.output import Report, header
@@ -160,6 +161,7 @@ def _provision_cloud(ref: LabRef, recorded: LabState, options: ProvisionOptions,
     report.line(header("plan" if options.dry_run else "provision", ref.target, ref.region, ref.lab))
     cloud = None
     key_file = None
+    sandbox_was_running = options.dry_run or targets.sandbox_running(ref.target)
     try:
         cloud = targets.connect(ref.target, ref.region, start_sandbox=not options.dry_run)
         if cloud is None:
@@ -171,6 +173,10 @@ def _provision_cloud(ref: LabRef, recorded: LabState, options: ProvisionOptions,
                 described, key_file = _cloud_steps(ref, state, cloud, options, report)
     except KeyboardInterrupt:
         raise interrupts.provision_interrupted(report, cloud and cloud.ec2, ref.lab) from None
+    except LabError:  # e.g. a type the sandbox's EC2 does not know: refused before anything was created
+        if cloud is not None and not any(r.is_change for r in report.results):
+            targets.stop_unused_sandbox(ref.target, sandbox_was_running)
+        raise
     _report_instances(described, report)
     if not options.dry_run:
         print_connection_help(described, key_file, report)

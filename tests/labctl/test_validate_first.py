@@ -107,6 +107,18 @@ def test_a_bad_echo_server_fails_before_any_connection(tmp_path):
     _assert_sandbox_untouched(tmp_path / "state", before)
 
 
+@pytest.mark.root
+def test_a_type_the_sandbox_does_not_know_stops_the_daemon_it_started(tmp_path):
+    """Only EC2 knows the type: the daemon starts to ask, and is stopped again since nothing was made."""
+    from sandbox.registry import live_daemons
+
+    before = live_daemons()
+    env = isolated_fab_env(tmp_path)
+    result = _fab(env, "provision", "--target", "sandbox", "--cloud-only", "--instance-type", "t3.huge")
+    assert "unknown instance type 't3.huge'" in _one_error_line(result, "--instance-type")
+    _assert_sandbox_untouched(tmp_path / "state", before)
+
+
 # --- AWS (a moto server): nothing created -------------------------------------------------------------------
 
 
