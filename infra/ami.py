@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 
 from infra.errors import CloudError
@@ -16,6 +17,22 @@ RELEASES = {
 }
 DEFAULT_RELEASE = "20.04"
 PAST_STANDARD_SUPPORT = frozenset({"20.04"})  # standard support ended in May 2025
+_AMI_ID = re.compile(r"^ami-[0-9a-f]{8,17}$")
+
+
+def validate_ami_id(ami_id: str) -> str:
+    """`ami_id` if it is shaped like an AMI id, else a CloudError; no API call."""
+    if not _AMI_ID.match(ami_id or ""):
+        raise CloudError(
+            f"invalid --ami {ami_id!r}: an AMI id looks like ami-0123456789abcdef0 "
+            "(or drop --ami to use Canonical's Ubuntu image for --release)"
+        )
+    return ami_id
+
+
+def is_windows(image: dict) -> bool:
+    """True for a Windows image (`Platform: windows`, or Windows in its PlatformDetails)."""
+    return image.get("Platform") == "windows" or "windows" in str(image.get("PlatformDetails", "")).lower()
 
 
 def validate_release(release: str) -> str:
@@ -136,6 +153,11 @@ def find_ami(ec2, ssm, release: str = DEFAULT_RELEASE, ami_id: str | None = None
         if image is None:
             raise CloudError(
                 f"AMI {ami_id} not found in this region: check --ami or drop it to search by --release"
+            )
+        if is_windows(image):
+            raise CloudError(
+                f"--ami {ami_id} is a Windows image: the lab needs Ubuntu; "
+                "drop --ami (Canonical's Ubuntu for --release) or pass an Ubuntu AMI"
             )
         return image
     validate_release(release)

@@ -27,12 +27,19 @@ def validate_cidr(text: str) -> str:
     return str(network)
 
 
+def check_source_flags(ssh_cidr: str | None, open_world: bool) -> None:
+    """--ssh-cidr and --open-world on their own: a valid IPv4 CIDR, and not both; CloudError if not."""
+    if open_world and ssh_cidr:
+        raise CloudError("--open-world and --ssh-cidr contradict each other: pass only one")
+    if ssh_cidr:
+        validate_cidr(ssh_cidr)
+
+
 def resolve_source_cidr(
     ssh_cidr: str | None, open_world: bool, real_aws: bool, lookup_ip: Callable[[], str]
 ) -> SourceCidr:
     """Pick the source CIDR; `lookup_ip` (the operator's public IP) is only called for real AWS."""
-    if open_world and ssh_cidr:
-        raise CloudError("--open-world and --ssh-cidr contradict each other: pass only one")
+    check_source_flags(ssh_cidr, open_world)
     if open_world:
         return SourceCidr(WORLD, "--open-world: SSH, ICMP and port 12345 are open to the whole internet")
     if ssh_cidr:

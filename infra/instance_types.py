@@ -8,11 +8,23 @@ that does not exist or is not offered here is refused before anything is created
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 from .errors import CloudError, error_code
 
 FREE_PLAN_DEFAULT = "t3.micro"
+_TYPE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,15}\.[a-z0-9-]{1,20}$")  # t3.micro, u-6tb1.metal, c7i-flex.large
+
+
+def validate_type_name(instance_type: str) -> str:
+    """`instance_type` if it is shaped like an EC2 type (family.size), else a CloudError; no API call."""
+    if not _TYPE_NAME.match(instance_type or ""):
+        raise CloudError(
+            f"invalid --instance-type {instance_type!r}: an EC2 type looks like family.size, "
+            f"e.g. --instance-type {FREE_PLAN_DEFAULT}"
+        )
+    return instance_type
 
 
 class TypeInfo(NamedTuple):

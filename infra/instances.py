@@ -131,9 +131,9 @@ def _launch(ec2, spec: InstanceSpec, how_many: int, first_index: int = 0) -> lis
     raise CloudError(f"EC2 kept answering lab {spec.lab}'s launch with instances that are gone: re-run later")
 
 
-def plan_instances(ec2, spec: InstanceSpec) -> list[Result]:
-    """What ensure_instances would do, without doing it."""
-    existing = find_instances(ec2, spec.lab, LIVE_STATES)
+def plan_instances(ec2, spec: InstanceSpec, existing: list[dict] | None = None) -> list[Result]:
+    """What ensure_instances would do, without doing it (`existing`: the lab's live instances, if known)."""
+    existing = find_instances(ec2, spec.lab, LIVE_STATES) if existing is None else existing
     results = [
         Result(STARTED, f"instance {i['InstanceId']}", "is stopped", True)
         if state_of(i) in ("stopping", "stopped")
@@ -148,9 +148,14 @@ def plan_instances(ec2, spec: InstanceSpec) -> list[Result]:
     return results
 
 
-def ensure_instances(ec2, spec: InstanceSpec) -> tuple[list[Result], list[dict]]:
-    """Reuse our instances (start stopped ones), launch only the missing ones, wait until all run."""
-    existing = find_instances(ec2, spec.lab, LIVE_STATES)
+def ensure_instances(
+    ec2, spec: InstanceSpec, existing: list[dict] | None = None
+) -> tuple[list[Result], list[dict]]:
+    """Reuse our instances (start stopped ones), launch only the missing ones, wait until all run.
+
+    `existing`: the lab's live instances as just described (found here when None).
+    """
+    existing = find_instances(ec2, spec.lab, LIVE_STATES) if existing is None else existing
     results = _start_stopped(ec2, existing)
     missing = spec.count - len(existing)
     new_ids = _launch(ec2, spec, missing, len(existing)) if missing > 0 else []

@@ -14,7 +14,8 @@ WORK_DIR = "~/server-socket"
 
 @dataclass(frozen=True)
 class HostOptions:
-    """What the user may choose for the host part of `fab provision`."""
+    """What the user may choose for the host part of `fab provision`; checked where it is made, so a bad
+    --mirror fails before anything is created or started (also with --dry-run)."""
 
     mirror: str = mirror.DEFAULT_MIRROR
     timezone: str = timezone.DEFAULT_TIMEZONE
@@ -22,9 +23,15 @@ class HostOptions:
     trust_new_host: bool = False
     ssh_timeout: float = 180.0
 
+    def __post_init__(self) -> None:
+        self.check()
+
     def check(self) -> HostOptions:
         if not mirror.is_valid_mirror(self.mirror):
-            raise HostError(f"--mirror {self.mirror!r} is not a host name; give one like mirror.kakao.com")
+            raise HostError(
+                f"--mirror {self.mirror!r} is not a host name (letters, digits, dots, dashes): "
+                "give one like mirror.kakao.com"
+            )
         return self
 
 

@@ -185,9 +185,8 @@ def deploy_echo(
     config: Config | None = None,
 ) -> HostReport:
     """Upload/build/run the echo server on every host (only what changed); LabError if a host failed."""
+    choice = server_choice(server, concurrent)
     require_hosts(hosts, "deploy-echo")
-    choice = deploy.ServerChoice(server, concurrent)
-    choice.program(deploy.local_sources())  # a bad --server/--concurrent fails before any connection
     title = f"deploy-echo ({server}{' --concurrent' if concurrent else ''})"
     return run_task(
         "deploy-echo",
@@ -202,6 +201,13 @@ def deploy_echo(
     )
 
 
+def server_choice(server: str, concurrent: bool) -> deploy.ServerChoice:
+    """--server and --concurrent as a ServerChoice; a bad one is a HostError before any connection."""
+    choice = deploy.ServerChoice(server, concurrent)
+    choice.program(deploy.local_sources())
+    return choice
+
+
 def verify(
     hosts: list[HostTarget],
     as_json: bool = False,
@@ -210,7 +216,12 @@ def verify(
     options: HostOptions | None = None,
     config: Config | None = None,
 ) -> bool:
-    """All checks from this machine and on each host; prints a table (or JSON); True only if all passed."""
+    """All checks from this machine and on each host; prints a table (or JSON); True only if all passed.
+
+    Read-only for the lab record: state.json is never written. Finding the hosts may pin an instance's host
+    keys in pinned_host_keys.json the first time they are read from its console (the trust store, which a
+    rebooted instance's console could not refill), as every connecting task does.
+    """
     from lab.verify import verify_from_here, verify_on_host  # only the verify task needs the checks
 
     require_hosts(hosts, "verify")

@@ -1,6 +1,7 @@
 """`fab status`: the lab's instances, security group and key pair, and the class when the lab is one.
 
-Everything is found by tags; what was found is written back to the state file (`LabState`).
+Everything is found by tags. status is read-only: it never writes the state file (`fab status --name other`
+must not make the recorded lab another one), never starts the sandbox and never pins host keys.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ def _not_ours(cloud: targets.Cloud, lab: str) -> list[dict]:
     return [{"resource": r.resource, "reason": r.message} for r in found]
 
 
-def _cloud_status(cloud: targets.Cloud, lab: str, state: LabState) -> dict:
-    key_pair = _key_pair_status(cloud, lab, state.key_file)
+def _cloud_status(cloud: targets.Cloud, lab: str, recorded_key_file: str | None) -> dict:
+    key_pair = _key_pair_status(cloud, lab, recorded_key_file)
     key_file = key_pair["file"] if key_pair else None
     found = instances.find_instances(cloud.ec2, lab)
     described = [
@@ -95,23 +96,11 @@ def status_data(
             instances=[], security_group=None, key_pair=None, not_ours=[], cost=None, **{"class": None}
         )
         return status_extras.add_warnings(data, warn_hours)
-    state = recorded.for_lab(ref.target, ref.region, ref.lab, cloud.endpoint_url)
+    recorded_key_file = recorded.key_file if recorded.lab == ref.lab else None
     with aws_errors():
-        data.update(_cloud_status(cloud, ref.lab, state))
+        data.update(_cloud_status(cloud, ref.lab, recorded_key_file))
         cost_report.add_cost(cloud.ec2, data)
-    _record_found(state, data)
     return status_extras.add_warnings(data, warn_hours)
-
-
-def _record_found(state: LabState, data: dict) -> None:
-    """Rebuild the state cache from what the tags said."""
-    group = data["security_group"]
-    key_pair = data["key_pair"]
-    state.instance_ids = [i["id"] for i in data["instances"]]
-    state.security_group_id = group["id"] if group else None
-    state.key_name = key_pair["name"] if key_pair else None
-    state.key_file = key_pair["file"] if key_pair else None
-    state.save()
 
 
 def status_lines(data: dict) -> list[str]:

@@ -95,6 +95,18 @@ def _connect_sandbox(region: str, start: bool) -> Cloud | None:
     return _sandbox_cloud(region, endpoint)
 
 
+def sandbox_running(target: str) -> bool:
+    """True when `target` is the sandbox and its daemon for this state dir already runs."""
+    return target == "sandbox" and bool(sandbox_control().running_endpoint(state_dir()))
+
+
+def stop_unused_sandbox(target: str, was_running: bool) -> None:
+    """After a run refused before creating anything: stop the sandbox daemon it started, if it holds no
+    instance (a daemon that ran before, or holds a lab, is left alone)."""
+    if target == "sandbox" and not was_running:
+        sandbox_control().shutdown_if_idle(state_dir())
+
+
 def _sandbox_cloud(region: str, endpoint: str) -> Cloud:
     aws = session.aws_session(region, sandbox=True)
     return Cloud("sandbox", region, endpoint, session.client(aws, "ec2", endpoint))

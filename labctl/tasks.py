@@ -132,11 +132,12 @@ def provision(
 
     ssh_cidr = taskargs.one_value("ssh-cidr", ssh_cidr)
     taskargs.class_mode_only(students, count, parallel=parallel, shared_sg=shared_sg, all_=all_)
-    statelock.hold(dry_run=dry_run)  # one changing run per state dir; a second one waits (labctl.statelock)
+    # every option is checked before the lock, the sandbox daemon or the first creation (issue 12 item 6)
     host_options = HostOptions(**({"mirror": mirror} if mirror else {}), trust_new_host=trust_new_host)
     if isinstance(c, Connection):  # -H user@host: bring your own host, no cloud part
         if auto_stop is not None:
             raise LabError("--auto-stop needs a lab instance (aws or sandbox), not a -H host")
+        statelock.hold(dry_run=dry_run)
         hosts, config = host_tasks.task_hosts(c)
         host_tasks.provision_hosts(hosts, host_options, dry_run, config=config)
         return
@@ -159,6 +160,7 @@ def provision(
         dry_run=dry_run,
         auto_stop=auto_stop,
     )
+    statelock.hold(dry_run=dry_run)  # one changing run per state dir; a second one waits (labctl.statelock)
     run(options, host_options=host_options)
 
 
@@ -266,6 +268,7 @@ def deploy_echo(c, server="c", concurrent=False, dry_run=False, json=False, trus
     from lab.provision import HostOptions
     from labctl import host_tasks
 
+    host_tasks.server_choice(server, concurrent)  # a bad --server fails before the lock and any connection
     statelock.hold(dry_run=dry_run)
     hosts, config = host_tasks.task_hosts(c)
     host_tasks.deploy_echo(

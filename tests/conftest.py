@@ -62,7 +62,7 @@ def sshd_for_every_instance(sshd, monkeypatch):
     from lab.target import HostTarget
     from labctl import targets
 
-    def local_host(cloud, instance: dict, key_file) -> HostTarget:
+    def local_host(cloud, instance: dict, key_file, out=None) -> HostTarget:
         return HostTarget(
             name=instance["InstanceId"],
             address="127.0.0.1",

@@ -307,11 +307,6 @@ def _to_run(students: tuple[Student, ...], previous: dict[str, StudentRow], redo
     return [s for s in students if previous.get(s.id, StudentRow(s.id, "")).verify != PASS]
 
 
-def _check_class_options(class_options: ClassOptions) -> None:
-    if not 1 <= class_options.parallel <= 64:
-        raise LabError(f"--parallel {class_options.parallel} is out of range: use 1 to 64")
-
-
 def provision_class(
     options: ProvisionOptions,
     class_options: ClassOptions,
@@ -326,7 +321,6 @@ def provision_class(
     seconds, writes the report and raises LabInterrupted naming what exists.
     """
     out = out or sys.stdout
-    _check_class_options(class_options)
     recorded = LabState.load()
     ref = resolve_lab(options.target, options.region, options.name, recorded)
     for student in class_options.students:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 PHASES = ("cloud", "provision", "deploy", "verify")
 DEFAULT_PARALLEL = 10  # a lab group at once; on AWS the work runs on the instances, here a thread each
+MAX_PARALLEL = 64
 PASS = "pass"
 FAIL = "fail"
 INTERRUPTED = "interrupted"
@@ -38,6 +39,10 @@ class ClassOptions:
     parallel: int = DEFAULT_PARALLEL
     shared_sg: bool = False
     redo_all: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.parallel <= MAX_PARALLEL:
+            raise LabError(f"--parallel {self.parallel} is out of range: use 1 to {MAX_PARALLEL}")
 
 
 @dataclass(frozen=True)

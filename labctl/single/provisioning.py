@@ -17,6 +17,7 @@ from infra.errors import aws_errors
 from infra.results import CREATED, Result
 from infra.tags import resource_name
 from labctl import connect_help, cost_report, interrupts, targets
+from labctl.errors import LabError
 from labctl.labref import LabRef, resolve_lab
 from labctl.options import ProvisionOptions
 from labctl.output import Report, header
@@ -82,10 +83,10 @@ def _ensure_group(
 
 
 def _ensure_instances(
-    state: LabState, cloud: targets.Cloud, spec: instances.InstanceSpec, report: Report
+    state: LabState, cloud: targets.Cloud, spec: instances.InstanceSpec, existing: list[dict], report: Report
 ) -> list[dict]:
-    """The instance step; returns the described instances."""
-    results, described = instances.ensure_instances(cloud.ec2, spec)
+    """The instance step (`existing`: the lab's live instances); returns the described instances."""
+    results, described = instances.ensure_instances(cloud.ec2, spec, existing)
     report.add(results)
     state.instance_ids, state.image_id = [i["InstanceId"] for i in described], spec.image_id
     state.save()
@@ -97,15 +98,19 @@ def _cloud_steps(
 ) -> tuple[list[dict], str | None]:
     """Inputs first (nothing is created if one fails), then key pair, security group, instances.
 
+    The launch checks (type offered here, a public subnet) run whenever an instance will be launched,
+    found by the lab's tags, so a bad --instance-type never leaves a key pair and a group behind.
+
     Returns the described instances and the private key file.
     """
     source = _source_cidr(options, cloud, report)
     image = ami.find_ami(cloud.ec2, cloud.ssm, options.release, options.ami)
     report.line(f"  image        {image['ImageId']} ({image.get('Name', 'unnamed')})")
     vpc_id = security_group.default_vpc_id(cloud.ec2, ref.region)
-    first_run = not state.instance_ids  # issue 14: type, subnet and image checked before the first creation
-    launch = preflight.launch_checks(
-        cloud.ec2, ref.region, vpc_id, options.instance_type, image, options.release, first_run
+    existing = instances.find_instances(cloud.ec2, ref.lab, instances.LIVE_STATES)
+    launches = len(existing) < options.count  # the tags say, not the state file (it may be stale)
+    launch = preflight.launch_checks(  # issue 14: type, subnet and image checked before the first creation
+        cloud.ec2, ref.region, vpc_id, options.instance_type, image, options.release, launches
     )
     for warning in launch.warnings:
         report.warn(warning)
@@ -115,11 +120,11 @@ def _cloud_steps(
         ref.lab, image["ImageId"], options.instance_type, key_name, group_id or "", options.count
     )._replace(subnet_id=launch.subnet_id)
     if options.dry_run:
-        report.add(instances.plan_instances(cloud.ec2, spec))
+        report.add(instances.plan_instances(cloud.ec2, spec, existing))
         if cloud.target == "aws":  # the sandbox costs nothing
             report.line(cost_report.plan_line(options.instance_type, image, ref.region, options.count))
-        return instances.find_instances(cloud.ec2, ref.lab, ["running"]), key_file
-    return _ensure_instances(state, cloud, spec, report), key_file
+        return [i for i in existing if instances.state_of(i) == "running"], key_file
+    return _ensure_instances(state, cloud, spec, existing, report), key_file
 
 
 def _report_instances(described: list[dict], report: Report) -> None:
@@ -156,6 +161,7 @@ def _provision_cloud(ref: LabRef, recorded: LabState, options: ProvisionOptions,
     report.line(header("plan" if options.dry_run else "provision", ref.target, ref.region, ref.lab))
     cloud = None
     key_file = None
+    sandbox_was_running = options.dry_run or targets.sandbox_running(ref.target)
     try:
         cloud = targets.connect(ref.target, ref.region, start_sandbox=not options.dry_run)
         if cloud is None:
@@ -167,6 +173,10 @@ def _provision_cloud(ref: LabRef, recorded: LabState, options: ProvisionOptions,
                 described, key_file = _cloud_steps(ref, state, cloud, options, report)
     except KeyboardInterrupt:
         raise interrupts.provision_interrupted(report, cloud and cloud.ec2, ref.lab) from None
+    except LabError:  # e.g. a type the sandbox's EC2 does not know: refused before anything was created
+        if cloud is not None and not any(r.is_change for r in report.results):
+            targets.stop_unused_sandbox(ref.target, sandbox_was_running)
+        raise
     _report_instances(described, report)
     if not options.dry_run:
         print_connection_help(described, key_file, report)
@@ -182,7 +192,7 @@ def provision_cloud(options: ProvisionOptions, report: Report | None = None) -> 
 
 
 def plan(options: ProvisionOptions, report: Report | None = None) -> list[Result]:
-    """What provision would create, change or start; changes nothing."""
+    """What provision would create, change or start; changes nothing (state.json included)."""
     report = report or Report()
     provision_cloud(replace(options, dry_run=True), report)
     return report.results

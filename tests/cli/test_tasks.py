@@ -37,8 +37,14 @@ def test_class_count_is_students_with_one_instance_each(ec2, capsys):
 
 
 @pytest.fixture
-def seen(monkeypatch):
-    """What the provision and plan tasks hand to labctl: the options, without running them."""
+def seen(monkeypatch, tmp_path):
+    """What the provision and plan tasks hand to labctl: the options, without running them.
+
+    $HOME is a temporary directory holding ~/.ssh/id_ed25519.pub (--public-key must be a readable key).
+    """
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "id_ed25519.pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA test\n")
     calls: dict = {}
 
     def single(options, host_options=None):

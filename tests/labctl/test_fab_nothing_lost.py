@@ -56,6 +56,8 @@ def test_after_deleting_a_damaged_state_the_tags_rebuild_it(fab, tmp_path):
     status = fab("status", "--target", "aws", "--json")
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["key_pair"]["name"] == KEY
+    assert not state_file.exists()  # status is read-only (issue 12 item 4): provision rebuilds the file
+    assert fab("provision", "--target", "aws", "--cloud-only", *CIDR).returncode == 0
     assert json.loads(state_file.read_text())["key_file"].endswith(f"{KEY}.pem")
 
 

@@ -68,9 +68,9 @@ def test_a_rerun_describes_each_resource_once_and_reuses_the_pinned_keys(recorde
     assert [call for call in api.calls if call.startswith("ec2.")] == [
         "ec2.DescribeImages",
         "ec2.DescribeVpcs",
+        "ec2.DescribeInstances",  # first: whether a launch (and so the launch checks) is needed
         "ec2.DescribeKeyPairs",
         "ec2.DescribeSecurityGroups",
-        "ec2.DescribeInstances",
     ]
     assert recorded.consoles == [first_hosts[0].instance_id]  # read on the first run only
     assert recorded.host_steps[1] == first_hosts

@@ -264,11 +264,15 @@ def test_status_json_has_the_documented_stable_keys(ec2):
         assert f"`{key}`" in documented, key
 
 
-def test_status_rebuilds_a_missing_state_file_from_tags(ec2):
+def test_provision_rebuilds_a_missing_state_file_from_tags(ec2):
+    """status is read-only (issue 12 item 4): the next provision rebuilds the file, reusing the lab."""
     (instance,), _ = _run(provisioning.provision, _options())
     group_id = load_state()["security_group_id"]
     (state_dir() / STATE_FILE).unlink()
     status_data(target="aws", name=LAB)
+    assert not (state_dir() / STATE_FILE).exists()
+    (again,), _ = _run(provisioning.provision, _options(name=LAB))
+    assert again["InstanceId"] == instance["InstanceId"]
     rebuilt = load_state()
     assert rebuilt["instance_ids"] == [instance["InstanceId"]]
     assert rebuilt["security_group_id"] == group_id
