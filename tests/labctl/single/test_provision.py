@@ -222,6 +222,7 @@ STATUS_KEYS = {
     "warnings",
     "class",  # issue 6: class mode
     "cost",  # issue 14 item 7: hourly estimate
+    "sandbox_down",  # issue 12 item 3: a sandbox lab whose daemon is down (None otherwise)
 }
 INSTANCE_KEYS = {
     "id",
