@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 from collections import Counter
 
 import paramiko
 import pytest
 
-from tests.support.fab import FAB, REPO, SERVER, isolated_fab_env, wait_for_port
+from tests.support.fab import FAB, REPO, isolated_fab_env, moto_server_process
 from tests.support.local_sshd import local_sshd
 
 
@@ -81,23 +80,8 @@ def sshd_for_every_instance(sshd, monkeypatch):
 @pytest.fixture
 def moto_server(tmp_path, free_port):
     """A moto server with the Canonical catalogue, stopped (by its PID) after the test."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(REPO), str(tmp_path / "amis.json"), str(free_port)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_for_port(free_port, process)
-        yield f"http://127.0.0.1:{free_port}"
-    finally:
-        process.stdin.close()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with moto_server_process(tmp_path / "amis.json", free_port) as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ import io
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -34,7 +33,7 @@ from infra.autostop import AUTO_STOP_AT_KEY, AUTO_STOP_HOURS_KEY
 from infra.tags import PROJECT_KEY, PROJECT_VALUE
 from labctl.options import ProvisionOptions
 from labctl.single import provisioning
-from tests.support.fab import isolated_fab_env, wait_for_port
+from tests.support.fab import free_port, isolated_fab_env, moto_server_process
 
 REPO = Path(__file__).resolve().parents[2]
 FAB = Path(sys.executable).with_name("fab")
@@ -179,36 +178,15 @@ def test_mutating_actions_are_scoped_to_our_tags():
 # --- the moto server with IAM enforced, and its users -----------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """moto's server enforcing IAM after NO_AUTH_CALLS calls; stopped (by its PID) after the module."""
-    port = _free_port()
     amis = tmp_path_factory.mktemp("amis") / "amis.json"
     env = isolated_fab_env(amis.parent, INITIAL_NO_AUTH_ACTION_COUNT=str(NO_AUTH_CALLS))
-    process = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(REPO), str(amis), str(port), str(NO_AUTH_CALLS)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        wait_for_port(port, process)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.stdin.close()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with moto_server_process(
+        amis, free_port(), script=SERVER, extra=(str(NO_AUTH_CALLS),), env=env
+    ) as endpoint:
+        yield endpoint
 
 
 def client(endpoint: str, service: str, keys: tuple[str, str]):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import subprocess
-import sys
 
 import boto3
 import pytest
@@ -23,7 +22,7 @@ from labctl.output import Report
 from labctl.single import provisioning
 from labctl.state import load_state
 from tests.infra.conftest import REGION, TEST_CIDR
-from tests.support.fab import FAB, REPO, SERVER, isolated_fab_env, wait_for_port
+from tests.support.fab import FAB, REPO, free_port, isolated_fab_env, moto_server_process
 
 NOT_A_KEY = str(REPO / "README.md")
 
@@ -125,29 +124,9 @@ def test_a_type_the_sandbox_does_not_know_stops_the_daemon_it_started(tmp_path):
 @pytest.fixture(scope="module")
 def moto_endpoint(tmp_path_factory):
     """One moto server for the module (every case fails, so it stays empty), stopped by its PID."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     amis = tmp_path_factory.mktemp("moto") / "amis.json"
-    process = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(REPO), str(amis), str(port)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_for_port(port, process)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.stdin.close()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with moto_server_process(amis, free_port()) as endpoint:
+        yield endpoint
 
 
 def _created(endpoint: str) -> dict:

@@ -7,6 +7,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,6 +40,39 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -
         except OSError:
             time.sleep(0.1)
     raise RuntimeError("moto server did not start")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def moto_server_process(
+    amis: Path, port: int, *, script: str = SERVER, extra: tuple[str, ...] = (), env: dict | None = None
+) -> Iterator[str]:
+    """A moto server (`script`, default SERVER) on 127.0.0.1:`port` with the Canonical catalogue in `amis`;
+    yields its endpoint, then stops it by closing its stdin (killed by its PID if it does not exit)."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, str(REPO), str(amis), str(port), *extra],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        wait_for_port(port, process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.stdin.close()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def isolated_fab_env(tmp_path: Path, **extra: str) -> dict:
