@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,22 +21,13 @@ from sandbox.errors import SandboxError
 from sandbox.orphans import remove_unowned_host_dirs
 from sandbox.registry import daemon_alive
 from sandbox.testhost import stop_sandbox
-from tests.support.sandbox import processes_marked_by
+from tests.support.sandbox import fab_in, processes_marked_by
 
-PROJECT = Path(__file__).resolve().parents[2]
 MARK = "/home/ubuntu/written-before-the-kill"
 
 
 def fab(state_dir: Path, *args: str, timeout: float = 400) -> subprocess.CompletedProcess:
-    env = dict(os.environ, LAB_STATE_DIR=str(state_dir))
-    return subprocess.run(
-        [sys.executable, "-m", "fabric", *args],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return fab_in(state_dir, *args, timeout=timeout)
 
 
 def _ok(result: subprocess.CompletedProcess) -> str:

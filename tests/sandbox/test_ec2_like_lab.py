@@ -13,7 +13,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,23 +26,14 @@ from labctl import host_tasks
 from labctl.errors import LabError
 from sandbox import control
 from sandbox.testhost import canonical_focal_ami, sandbox_client, stop_sandbox, wait_for_port
-from tests.support.sandbox import eventually, host_keys_from_console, run, ssh_client
+from tests.support.sandbox import eventually, fab_in, host_keys_from_console, run, ssh_client
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
-PROJECT = Path(__file__).resolve().parents[2]
 RERUN_LIMIT = 60.0  # seconds: `fab provision deploy-echo verify` after a stop/start
 
 
 def fab(state_dir: Path, *args: str, timeout: float = 400) -> subprocess.CompletedProcess:
-    env = dict(os.environ, LAB_STATE_DIR=str(state_dir))
-    return subprocess.run(
-        [sys.executable, "-m", "fabric", *args],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return fab_in(state_dir, *args, timeout=timeout)
 
 
 @dataclass

@@ -5,9 +5,7 @@ leaves nothing of that daemon (and no bridge when no other sandbox runs)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,22 +14,13 @@ from labcore.net import is_sandbox_address
 from sandbox import control, network
 from sandbox.registry import live_daemons
 from sandbox.testhost import sandbox_client
-from tests.support.sandbox import host_keys_from_console, processes_marked_by, run, ssh_client
+from tests.support.sandbox import fab_in, host_keys_from_console, processes_marked_by, run, ssh_client
 
 pytestmark = pytest.mark.root
-PROJECT = Path(__file__).resolve().parents[2]
 
 
 def fab(state_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, LAB_STATE_DIR=str(state_dir))
-    return subprocess.run(
-        [sys.executable, "-m", "fabric", *args],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    return fab_in(state_dir, *args, timeout=240)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import io
 import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -108,3 +109,15 @@ def run(client: paramiko.SSHClient, command: str, timeout: float = 120) -> tuple
     _, stdout, stderr = client.exec_command(command, timeout=timeout)
     out, err = stdout.read().decode(), stderr.read().decode()
     return stdout.channel.recv_exit_status(), out, err
+
+
+def fab_in(state_dir: Path, *args: str, timeout: float = 400) -> subprocess.CompletedProcess:
+    """`fab ARGS` from the repository root with LAB_STATE_DIR=`state_dir` (the sandbox target's tests)."""
+    return subprocess.run(
+        [sys.executable, "-m", "fabric", *args],
+        cwd=Path(__file__).resolve().parents[2],
+        env=dict(os.environ, LAB_STATE_DIR=str(state_dir)),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
