@@ -29,6 +29,8 @@ XEN_FAMILIES = frozenset(
 XEN_TIMEOUT = 600.0  # a t2's buffered console appears minutes after boot
 NITRO_TIMEOUT = 300.0  # the live console shows the keys as cloud-init prints them
 PROGRESS_EVERY = 15.0  # seconds between progress lines when the output is not a terminal
+FIRST_MINUTE = 60.0  # while keys usually appear (a few seconds in the sandbox), reads stay close together
+FIRST_MINUTE_DELAY = 1.0  # at most this long between reads then: each one is a cheap Describe-class call
 MAX_POLL_DELAY = 10.0
 
 _LATEST_REFUSED: set[str] = set()  # instance types EC2 refused Latest=True for, in this process
@@ -131,7 +133,7 @@ def wait_for_host_keys(
                     deadline = start + (host_key_timeout(instance_type) if timeout is None else timeout)
                     progress = _Progress(out, _waiting(instance_id, instance_type))
                 next_poll = clock() + delay
-                delay = min(delay * 2, MAX_POLL_DELAY)
+                delay = min(delay * 2, poll_cap(clock() - start))
                 now = clock()
                 if now >= deadline:
                     raise CloudError(_gave_up(instance, now - start))
@@ -140,6 +142,11 @@ def wait_for_host_keys(
             sleep(max(0.0, min(wake - now, 1.0) if progress.tty else wake - now))
     finally:
         progress.end()
+
+
+def poll_cap(elapsed: float) -> float:
+    """The longest pause between two console reads `elapsed` seconds into the wait."""
+    return FIRST_MINUTE_DELAY if elapsed < FIRST_MINUTE else MAX_POLL_DELAY
 
 
 def _waiting(instance_id: str, instance_type: str | None) -> str:

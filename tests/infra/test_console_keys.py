@@ -120,7 +120,7 @@ def test_a_first_launch_waits_with_a_progress_line_then_pins_the_keys(aws, clock
 
 def test_the_progress_line_is_not_spam_and_shows_the_elapsed_time(aws, clock):
     instance = {"InstanceId": "i-0123456789abcdef0", "InstanceType": "t2.micro"}
-    texts = iter([""] * 12 + [console_text(ED25519)])
+    texts = iter([""] * 70 + [console_text(ED25519)])
     cloud, stub = stubbed_cloud()
     for text in texts:
         answer(stub, instance["InstanceId"], text)
@@ -129,11 +129,35 @@ def test_the_progress_line_is_not_spam_and_shows_the_elapsed_time(aws, clock):
         keys = console.wait_for_host_keys(cloud.ec2, instance, parse_host_keys, out=out)
     assert keys == (ED25519,)
     waited = clock.now - 1000.0
-    assert waited > 60  # 0.2, 0.4, ... then every 10 s
+    assert waited > 60  # 0.2, 0.4, 0.8, then every second for a minute, then every 10 s
     lines = out.getvalue().splitlines()
     assert len(lines) <= waited / console.PROGRESS_EVERY + 2  # one line per ~15 s, not one per poll
     seconds = [int(line.rsplit(" ", 2)[1]) for line in lines]
     assert seconds == sorted(seconds) and seconds[-1] >= waited - console.PROGRESS_EVERY - 10
+
+
+def test_reads_are_at_most_a_second_apart_in_the_first_minute_then_back_off(aws, clock):
+    """Keys printed 4.5 s into the wait are read by 5.5 s (a doubling backoff read at 3.0 then 6.2 s)."""
+    instance = {"InstanceId": "i-0123456789abcdef0", "InstanceType": "t2.micro"}
+    cloud, stub = stubbed_cloud()
+    reads: list[float] = []
+    real_read = console.read_console
+
+    def timed_read(*args):
+        reads.append(clock.now - 1000.0)
+        return real_read(*args)
+
+    for _ in range(80):
+        answer(stub, instance["InstanceId"], "")
+    answer(stub, instance["InstanceId"], console_text(ED25519))
+    with stub, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(console, "read_console", timed_read)
+        console.wait_for_host_keys(cloud.ec2, instance, parse_host_keys)
+    gaps = [later - earlier for earlier, later in zip(reads, reads[1:])]
+    first_minute = [gap for gap, at in zip(gaps, reads) if at < console.FIRST_MINUTE]
+    assert max(first_minute) <= console.FIRST_MINUTE_DELAY + 1e-9
+    assert min(r for r in reads if r >= 4.5) <= 5.5
+    assert max(gaps) == pytest.approx(console.MAX_POLL_DELAY)  # later on, one read per 10 s
 
 
 def test_on_a_terminal_the_progress_line_is_redrawn_in_place_and_cleared(aws, clock):
