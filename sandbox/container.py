@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 
 from labcore.net import SANDBOX_GATEWAY
-from sandbox import cgroups, cloudimage, host
+from sandbox import cgroups, cloudimage, disk, host
 
 STOP_TIMEOUT = 20.0
 REBOOT_EXIT = 133  # nspawn's exit status when the container asked to reboot
@@ -46,9 +46,9 @@ def machine_uuid(instance_id: str) -> str:
 def seed(host_dir: Path, rootfs: Path, spec: host.HostSpec) -> None:
     """Write what the host needs before each boot into its upper dir: EC2's firmware identifiers (first
     boot), the apt proxy's port, and, without a metadata service, cloud-init's None-datasource fallback."""
-    upper = host_dir / "upper"
-    for sub in ("upper", "work", "merged"):
-        (host_dir / sub).mkdir(parents=True, exist_ok=True)
+    disk.attach(host_dir)
+    upper = disk.upper(host_dir)
+    (host_dir / "merged").mkdir(exist_ok=True)
     for name, value in cloudimage.dmi_values(spec.instance_id).items():
         host._seed_file(upper, rootfs, f"{cloudimage.DMI_DIR}/{name}", value + "\n")
     host._seed_file(
@@ -67,7 +67,7 @@ def seed(host_dir: Path, rootfs: Path, spec: host.HostSpec) -> None:
 def _dmi_binds(host_dir: Path) -> list[str]:
     """Read-only binds over this machine's DMI files where it has them (else the image's dmidecode answers
     cloud-init)."""
-    values = host_dir / "upper" / cloudimage.DMI_DIR
+    values = disk.upper(host_dir) / cloudimage.DMI_DIR
     return [
         f"--bind-ro={values / name}:/sys/class/dmi/id/{name}"
         for name in cloudimage.dmi_values("")
@@ -113,8 +113,8 @@ def start(host_dir: Path, rootfs: Path, spec: host.HostSpec, netns: str, owner: 
         "labctl-boot",
         " ".join(str(d) for d in cgroups.host_dirs(spec.instance_id)),
         str(rootfs),
-        str(host_dir / "upper"),
-        str(host_dir / "work"),
+        str(disk.upper(host_dir)),
+        str(disk.work(host_dir)),
         str(host_dir / "merged"),
         f"labctl-{spec.instance_id}",
         *nspawn_args(host_dir, spec, netns),

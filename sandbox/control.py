@@ -24,7 +24,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from sandbox import apistate
+from sandbox import apistate, disk
 from sandbox.errors import SandboxError
 from sandbox.orphans import cleanup_orphans
 from sandbox.registry import daemon_alive
@@ -320,7 +320,7 @@ def shutdown_if_idle(state_dir: Path) -> bool:
         pid = _daemon_info(state_dir).get("pid")
         if pid and daemon_alive(int(pid)):
             _stop_pid(int(pid))
-    shutil.rmtree(sandbox_dir(state_dir), ignore_errors=True)
+    disk.remove_all(sandbox_dir(state_dir))
     return True
 
 

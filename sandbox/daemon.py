@@ -77,6 +77,9 @@ class Daemon:
             )
             api_state = ApiState(self.sandbox_dir, self.host_kind)
             restored = api_state.load()
+            for instance_id in reconciler.terminate_lost(restored):
+                log.warning("disk of %s gone (this machine restarted): instance terminated", instance_id)
+                api_state.changed.set()
             reconciler.released |= _claim_leases(owner, restored)
             api_state.install_change_hook()
             server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

@@ -4,11 +4,12 @@ The chroot host (kind `chroot`, for tests that need a host WITHOUT systemd): an 
 rootfs, private mount/PID/UTS/IPC namespaces inside the host's network namespace, and a tiny init running
 `sshd -D` on port 22. The booting host (kind `systemd`, the default) is in sandbox/container.py.
 
-Files of a host live in its directory (`hosts/<instance id>/`): `upper/` and `work/` (the overlay's writable
-layer, kept across stop/start), `merged/` (mount point, only used inside the host's mount namespace),
-`console.log` (what the host printed on its console during its latest boot) and `boot-started` (when that
-boot began, epoch seconds). All mounts live in the host's private mount namespace and vanish with it, so
-nothing of a host is mounted on this machine.
+Files of a host live in its directory (`hosts/<instance id>/`): `disk` (a link to its disk in memory,
+holding `upper/` and `work/`, the overlay's writable layer, kept across stop/start: sandbox/disk.py),
+`merged/` (mount point, only used inside the host's mount namespace), `console.log` (what the host printed on
+its console during its latest boot) and `boot-started` (when that boot began, epoch seconds). All mounts live
+in the host's private mount namespace and vanish with it, so nothing of a host is mounted on this machine
+(its disk is a directory on the one tmpfs of all disks).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labcore.net import SANDBOX_GATEWAY
-from sandbox import selfshutdown
+from sandbox import disk, selfshutdown
 from sandbox.cloudimage import MIRROR_NAMES
 from sandbox.errors import SandboxError
 from sandbox.network import pid_alive
@@ -80,7 +81,7 @@ class HostSpec:
 def host_key_pub(host_dir: Path) -> str:
     """The host's public ed25519 key line (`ssh-ed25519 AAAA... root@NAME`), '' before the first boot."""
     try:
-        return (host_dir / "upper/etc/ssh/ssh_host_ed25519_key.pub").read_text().strip()
+        return (disk.upper(host_dir) / "etc/ssh/ssh_host_ed25519_key.pub").read_text().strip()
     except OSError:
         return ""
 
@@ -168,9 +169,9 @@ def _generate_host_key(upper: Path, lower: Path, hostname: str) -> None:
 def seed_host(host_dir: Path, rootfs: Path, spec: HostSpec) -> None:
     """Prepare the writable layer: first boot gets identity, key and names; every boot gets the proxy port
     and the poweroff/halt/shutdown commands (a stale shutdown request is dropped)."""
-    upper = host_dir / "upper"
-    for sub in ("upper", "work", "merged"):
-        (host_dir / sub).mkdir(parents=True, exist_ok=True)
+    disk.attach(host_dir)
+    upper = disk.upper(host_dir)
+    (host_dir / "merged").mkdir(exist_ok=True)
     if not (host_dir / SEEDED_MARK).exists():
         _seed_file(upper, rootfs, "etc/hostname", spec.hostname + "\n")
         _seed_file(upper, rootfs, "etc/hosts", _etc_hosts(spec.hostname))
@@ -220,8 +221,8 @@ def start_host(host_dir: Path, rootfs: Path, spec: HostSpec, netns: str, owner: 
         BOOT_SCRIPT,
         "labctl-boot",
         str(rootfs),
-        str(host_dir / "upper"),
-        str(host_dir / "work"),
+        str(disk.upper(host_dir)),
+        str(disk.work(host_dir)),
         str(host_dir / "merged"),
         spec.hostname,
         f"labctl-{spec.instance_id}",
@@ -281,6 +282,7 @@ def remove_host_dir(host_dir: Path, pgid: int | None) -> None:
     """Delete a host's files; only when its processes are confirmed dead (never under a live overlay)."""
     if pgid is not None and (pid_alive(pgid) or group_alive(pgid)):
         raise SandboxError(f"refusing to remove {host_dir}: its host (process group {pgid}) still runs")
+    disk.remove(host_dir)
     shutil.rmtree(host_dir, ignore_errors=True)
 
 

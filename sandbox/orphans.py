@@ -2,8 +2,9 @@
 
 Marks: processes carrying LABCTL_SANDBOX_OWNER=<daemon pid> in their environment (a container's nspawn),
 cgroups `labctl/<instance id>` (a container's processes, also when its nspawn died first), netns `labctl-*`,
-veths `lxv*`, the bridge `labctl0`, mounts whose source starts with `labctl-`, leases and daemon registrations
-in /run/labctl. A container's overlay lives in its launcher's private mount namespace and goes with it.
+veths `lxv*`, the bridge `labctl0`, mounts whose source starts with `labctl-`, leases and daemon
+registrations in /run/labctl, and disks (sandbox/disk.py) whose host dir is gone. A container's overlay
+lives in its launcher's private mount namespace and goes with it.
 A daemon counts as alive while its registered pid runs `sandbox.daemon`.
 
 A dead daemon's files are NOT its hosts' disks to lose: its state dir keeps the saved API state
@@ -21,7 +22,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from sandbox import apistate, cgroups, container, host, network
+from sandbox import apistate, cgroups, container, disk, host, network
 from sandbox.errors import SandboxError
 from sandbox.registry import daemon_alive, live_daemons, registry_dir
 
@@ -87,6 +88,7 @@ def cleanup_orphans() -> list[str]:
         subprocess.run(["umount", "-l", mount_point], capture_output=True)
         removed.append(f"mount {mount_point}")
     removed += _remove_dead_registrations(alive)
+    removed += disk.remove_orphans()
     with network.machine_lock():
         for lease in network.all_leases():
             if not daemon_alive(lease["owner"]) and not network.pid_alive(lease["owner"]):
@@ -106,6 +108,7 @@ def remove_unowned_host_dirs(sandbox_dir: Path) -> list[str]:
     hosts_dir = sandbox_dir / "hosts"
     for host_dir in sorted(hosts_dir.iterdir()) if hosts_dir.is_dir() else ():
         if host_dir.name not in keep:
+            disk.remove(host_dir)
             shutil.rmtree(host_dir, ignore_errors=True)
             removed.append(f"files {host_dir} (no live instance)")
     return removed

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from sandbox import cgroups, container, firewall, host, network, selfshutdown
+from sandbox import cgroups, container, disk, firewall, host, network, selfshutdown
 from sandbox.rootfs import BOOT_KIND, CHROOT_KIND
 
 log = logging.getLogger("sandbox.reconciler")
@@ -131,6 +131,20 @@ def _view(backend, instance, members: dict[str, list[str]]) -> InstanceView:
     )
 
 
+def _terminate_lost(instance_id: str) -> None:
+    """Terminate an instance whose disk is gone, with a server-side state reason (as EC2 for a lost host)."""
+    from moto.ec2.models.instances import StateReason
+
+    instance = selfshutdown.find_instance(instance_id)
+    if instance is None or instance.state == "terminated":
+        return
+    instance.terminate()
+    instance.state_reason = StateReason(
+        "Server.InternalError: the sandbox host's disk was lost (this machine restarted)",
+        "Server.InternalError",
+    )
+
+
 class Reconciler:
     """Owns the hosts of one daemon. `step()` is called in a loop; `stop_all()` on shutdown."""
 
@@ -159,6 +173,13 @@ class Reconciler:
 
     def host_dir(self, instance_id: str) -> Path:
         return self.hosts_dir / instance_id
+
+    def terminate_lost(self, instance_ids) -> list[str]:
+        """Terminate those of `instance_ids` whose disk is gone (before the API serves them); their ids."""
+        gone = [i for i in instance_ids if disk.lost(self.host_dir(i))]
+        for instance_id in gone:
+            _terminate_lost(instance_id)
+        return gone
 
     def step(self, views: list[InstanceView]) -> None:
         with self.lock:
@@ -203,6 +224,12 @@ class Reconciler:
                 log.warning("host %s died (exit %s); restarting it", view.instance_id, code)
             self._ensure_down(view.instance_id)
         if not view.address:
+            return
+        try:
+            disk.attach(self.host_dir(view.instance_id))
+        except disk.DiskLost as lost:
+            log.warning("%s; terminating the instance", lost)
+            _terminate_lost(view.instance_id)
             return
         network.name_lease(view.address, view.instance_id)
         netns = network.create_host_network(view.instance_id, view.address)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sandbox import disk
+
 REQUEST_FILE = "var/lib/labctl/poweroff-requested"  # inside the host's tree
 STOPPED = "stopped"
 TERMINATED = "terminated"
@@ -41,7 +43,7 @@ COMMANDS = {
 
 def request_path(host_dir: Path) -> Path:
     """Where a host's shutdown request appears on this machine (its overlay upper dir)."""
-    return host_dir / "upper" / REQUEST_FILE
+    return disk.upper(host_dir) / REQUEST_FILE
 
 
 def take_request(host_dir: Path) -> bool:
@@ -55,7 +57,7 @@ def take_request(host_dir: Path) -> bool:
 
 def apply_in_moto(instance_id: str) -> str | None:
     """Stop (or terminate, per its shutdown behaviour) the instance; returns the new state or None."""
-    instance = _find_instance(instance_id)
+    instance = find_instance(instance_id)
     if instance is None or instance.state not in ("pending", "running"):
         return None
     if instance.instance_initiated_shutdown_behavior == "terminate":
@@ -75,7 +77,8 @@ def _mark_instance_initiated(instance) -> None:
     )
 
 
-def _find_instance(instance_id: str):
+def find_instance(instance_id: str):
+    """moto's instance `instance_id` in any loaded account and region, or None."""
     from moto.ec2.models import ec2_backends
 
     for account in list(dict.values(ec2_backends)):

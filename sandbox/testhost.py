@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from sandbox import control
+from sandbox import control, disk
 from sandbox.errors import SandboxError
 
 REGION = "ap-northeast-2"
@@ -119,6 +119,6 @@ def stop_sandbox(state_dir: Path) -> None:
             ec2.terminate_instances(InstanceIds=ids)
     elif control.has_saved_state(state_dir):
         control.cleanup_orphans()  # its hosts' processes are gone before their files go
-        shutil.rmtree(control.sandbox_dir(state_dir), ignore_errors=True)
+        disk.remove_all(control.sandbox_dir(state_dir))
     if not control.shutdown_if_idle(state_dir):
         raise SandboxError(f"the sandbox of {state_dir} still has instances after terminating them all")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -16,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from sandbox import apistate, control, network
+from sandbox import apistate, control, disk, network
 from sandbox.errors import SandboxError
 from sandbox.orphans import remove_unowned_host_dirs
 from sandbox.registry import daemon_alive
-from sandbox.testhost import stop_sandbox
+from sandbox.testhost import sandbox_client, stop_sandbox
 from tests.support.sandbox import fab_in, processes_marked_by
 
 MARK = "/home/ubuntu/written-before-the-kill"
@@ -66,7 +67,7 @@ def test_the_same_instance_comes_back_after_the_daemon_died(state_dir, sig):
     if sig == signal.SIGTERM:  # stopped cleanly: its hosts halted, nothing of it left running
         assert processes_marked_by(daemon) == []
     sandbox_dir = state_dir / "sandbox"
-    upper = sandbox_dir / "hosts" / before["id"] / "upper"
+    upper = disk.upper(sandbox_dir / "hosts" / before["id"])
     assert (upper / MARK.lstrip("/")).read_text() == "kept\n"
     assert apistate.live_saved_instances(sandbox_dir)[before["id"]]["state"] == "running"
 
@@ -90,6 +91,7 @@ def test_the_same_instance_comes_back_after_the_daemon_died(state_dir, sig):
     _ok(fab(state_dir, "teardown"))
     assert not sandbox_dir.exists()
     assert not (state_dir / "keys").exists() or not list((state_dir / "keys").iterdir())
+    assert not any(str(state_dir) in owner for owner in disk.in_use())  # its disk went with it
 
 
 @pytest.mark.root
@@ -102,6 +104,30 @@ def test_teardown_after_a_crash_removes_the_key_pair_and_file_for_the_next_provi
     assert "key pair labctl-" in out and not key_file.exists()
     assert not (state_dir / "sandbox").exists()
     _ok(fab(state_dir, "provision", "--target", "sandbox", "--cloud-only"))
+
+
+@pytest.mark.root
+def test_an_instance_whose_disk_was_lost_is_terminated_and_replaced(state_dir):
+    """After a restart of this machine the hosts' disks (tmpfs) are gone: the next daemon terminates those
+    instances before its API answers, with a server-side reason, and provision launches a new one."""
+    _ok(fab(state_dir, "provision", "--target", "sandbox", "--cloud-only"))
+    (before,) = json.loads(fab(state_dir, "status", "--json").stdout)["instances"]
+    _kill_daemon(state_dir, signal.SIGKILL)
+    control.cleanup_orphans()  # the hosts' processes go, as with the machine
+    host_dir = state_dir / "sandbox" / "hosts" / before["id"]
+    shutil.rmtree(os.readlink(host_dir / disk.LINK))  # ... and their disks
+
+    out = _ok(fab(state_dir, "provision", "--cloud-only"))
+    assert "Traceback" not in out
+    (after,) = json.loads(_ok(fab(state_dir, "status", "--json")))["instances"]
+    assert after["id"] != before["id"]
+    ec2 = sandbox_client(control.running_endpoint(state_dir))
+    (old,) = ec2.describe_instances(InstanceIds=[before["id"]])["Reservations"][0]["Instances"]
+    assert old["State"]["Name"] == "terminated"
+    assert old["StateReason"]["Code"] == "Server.InternalError"
+    assert "disk was lost" in old["StateReason"]["Message"]
+    _ok(fab(state_dir, "teardown"))
+    assert not any(str(state_dir) in owner for owner in disk.in_use())
 
 
 def test_orphan_cleanup_keeps_the_disks_of_saved_instances(tmp_path):
