@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from sandbox import mirror
+from sandbox import control, mirror
 from sandbox.aptproxy import AptProxy
+from sandbox.errors import SandboxError
 from sandbox.firewall import render_ruleset
 
 
@@ -221,3 +224,20 @@ def test_a_host_namespace_gets_the_metadata_route_before_it_boots(tmp_path, monk
     Reconciler(tmp_path, tmp_path, 3142, 1, imds_port=8123)._route_metadata("labctl-abc")
     assert ran == [("ip", "netns", "exec", "labctl-abc", *command) for command in imds.netns_commands(8123)]
     assert any("198.51.100.1:8123" in " ".join(command) for command in ran)
+
+
+@pytest.mark.root
+def test_missing_moto_server_is_one_line_without_importing_it(monkeypatch):
+    """check_prerequisites looks moto and flask up without importing them (importing costs ~0.5 s)."""
+    looked_up = []
+
+    def find_spec(name):
+        looked_up.append(name)
+        return None if name == "flask" else importlib.machinery.ModuleSpec(name, None)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    with pytest.raises(
+        SandboxError, match=r"^the sandbox target needs moto's server: pip install 'labctl\[sandbox\]'$"
+    ):
+        control.check_prerequisites("chroot")
+    assert "flask" in looked_up
