@@ -86,7 +86,9 @@ class AptProxy:
         self.cache_dir = cache_dir
         self.server = ThreadingHTTPServer((listen, port), self._handler_class())
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, name="apt-proxy", daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, name="apt-proxy", daemon=True
+        )  # stop() waits for the next poll
 
     @property
     def port(self) -> int:
