@@ -1,6 +1,7 @@
 """The local `ping` of `fab verify`, spelled for the operator's platform (flags differ per OS).
 
-Linux (iputils): -c count, -W per-reply seconds, -w overall seconds.
+Linux (iputils): -c count, -i seconds between requests (0.2 is the least a non-root user may ask for; the
+default 1 s made `fab verify` wait a second for the second reply), -W per-reply seconds, -w overall seconds.
 macOS/BSD: -c count, -W per-reply milliseconds, -t overall seconds.
 Windows: -n count, -w per-reply milliseconds; exit status 0 even for "Destination host unreachable"
 answered by a router, so a reply is recognised by its `TTL=`.
@@ -14,6 +15,7 @@ import sys
 COUNT = 2
 REPLY_SECONDS = 2
 TOTAL_SECONDS = 5
+LINUX_INTERVAL = "0.2"
 
 
 def platform_name(os_name: str | None = None, platform: str | None = None) -> str:
@@ -35,7 +37,11 @@ def ping_command(address: str, kind: str | None = None) -> list[str]:
     if kind == "bsd":
         reply_ms = str(REPLY_SECONDS * 1000)
         return ["ping", "-n", "-c", str(COUNT), "-W", reply_ms, "-t", str(TOTAL_SECONDS), address]
-    return ["ping", "-n", "-c", str(COUNT), "-W", str(REPLY_SECONDS), "-w", str(TOTAL_SECONDS), address]
+    return [
+        "ping",
+        *("-n", "-c", str(COUNT), "-i", LINUX_INTERVAL),
+        *("-W", str(REPLY_SECONDS), "-w", str(TOTAL_SECONDS), address),
+    ]
 
 
 def got_reply(returncode: int, stdout: str, kind: str | None = None) -> bool:

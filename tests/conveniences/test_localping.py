@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -49,6 +50,8 @@ def test_linux_command_is_the_iputils_one():
         "-n",
         "-c",
         "2",
+        "-i",
+        "0.2",
         "-W",
         "2",
         "-w",
@@ -76,3 +79,13 @@ def test_real_linux_ping_of_loopback_replies():
 def test_missing_ping_hint_per_platform():
     assert "iputils-ping" in localping.install_hint("linux")
     assert "PATH" in localping.install_hint("windows")
+
+
+def test_a_user_without_root_may_ping_at_that_interval():
+    """Students run `fab verify` as themselves: iputils refuses an interval below 0.2 s to non-root users."""
+    if sys.platform != "linux" or os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs Linux, root and setpriv to drop to an unprivileged user")
+    as_nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+    command = as_nobody + localping.ping_command("127.0.0.1")
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=15)
+    assert localping.got_reply(proc.returncode, proc.stdout), proc.stderr
