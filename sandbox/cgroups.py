@@ -45,8 +45,8 @@ def all_instances() -> set[str]:
     """Instance ids that have a cgroup directory in any hierarchy."""
     found = set()
     for root in hierarchies():
-        if (root / GROUP).is_dir():
-            found |= {p.name for p in (root / GROUP).iterdir() if p.is_dir()}
+        with contextlib.suppress(OSError):  # `labctl` removed meanwhile by the last host's stop
+            found |= {entry.name for entry in os.scandir(root / GROUP) if entry.is_dir()}
     return found
 
 
@@ -54,10 +54,15 @@ def pids(instance_id: str) -> set[int]:
     """Every process in the host's cgroups (all sub-cgroups included)."""
     found: set[int] = set()
     for top in host_dirs(instance_id):
-        for procs in top.rglob("cgroup.procs") if top.is_dir() else ():
+        for directory in _subdirs(top):
             with contextlib.suppress(OSError, ValueError):
-                found |= {int(line) for line in procs.read_text().split()}
+                found |= {int(line) for line in (directory / "cgroup.procs").read_text().split()}
     return found
+
+
+def _subdirs(top: Path) -> list[Path]:
+    """`top` and every cgroup below it; ones that vanish during the walk (a host stopping) are skipped."""
+    return [Path(directory) for directory, _, _ in os.walk(top)]  # os.walk ignores vanished dirs
 
 
 def kill(instance_id: str, timeout: float = 5.0) -> None:
@@ -92,7 +97,7 @@ def remove(instance_id: str) -> list[Path]:
     for top in host_dirs(instance_id):
         if not top.is_dir():
             continue
-        for path in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        for path in sorted(_subdirs(top)[1:], key=lambda p: -len(p.parts)):
             with contextlib.suppress(OSError):
                 path.rmdir()
         with contextlib.suppress(OSError):

@@ -32,7 +32,12 @@ LAUNCH_SCRIPT = r"""
 set -e
 cgroups=$1 rootfs=$2 upper=$3 work=$4 merged=$5 mark=$6
 shift 6
-for dir in $cgroups; do mkdir -p "$dir"; echo $$ > "$dir/cgroup.procs"; done
+# another host's stop may remove the shared `labctl` dir between mkdir -p's two steps: try again
+for dir in $cgroups; do
+  n=0; until { mkdir -p "$dir" && echo $$ > "$dir/cgroup.procs"; } 2>/dev/null; do
+    n=$((n+1)); [ $n -lt 100 ] || { echo "labctl: cannot join cgroup $dir" >&2; exit 1; }; sleep 0.02
+  done
+done
 mount -t overlay "$mark" -o "lowerdir=$rootfs,upperdir=$upper,workdir=$work" "$merged"
 exec systemd-nspawn "$@"
 """

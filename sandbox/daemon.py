@@ -57,7 +57,7 @@ class Daemon:
         with contextlib.ExitStack() as cleanup:
             cleanup.callback(log.info, "stopped")
             cleanup.callback(network.remove_bridge_if_unused, exclude=owner)
-            cleanup.callback(network.release_all, owner)
+            cleanup.callback(network.reserve_addresses, owner, self.sandbox_dir)  # for the saved instances
             registry.register(owner, self.sandbox_dir.parent)
             cleanup.callback(registry.unregister, owner)
             network.ensure_bridge()

@@ -1,7 +1,10 @@
 """The sandbox network: one bridge with the gateway 198.51.100.1/24, a netns + veth per host, address leases.
 
 Several daemons (several state dirs) may run at once: they share the bridge, and addresses are leased under a
-machine-wide lock in /run/labctl/leases (one file per address, naming its owner's pid). Nothing is routed out:
+machine-wide lock in /run/labctl/leases (one file per address, naming its owner's pid). When a daemon stops
+or dies, the leases of the instances its saved state still has become reservations for its sandbox dir
+(`reserved_for`): no other daemon takes those addresses, and the next daemon of that dir claims them back
+(else a restored instance would come back on another lab's host's address). Nothing is routed out:
 forwarding is off on the bridge and an `unreachable` route catches the range should the bridge vanish.
 """
 
@@ -16,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from labcore.net import SANDBOX_GATEWAY, SANDBOX_NETWORK
+from sandbox import apistate
 from sandbox.errors import SandboxError
 
 BRIDGE = "labctl0"
@@ -122,6 +126,34 @@ def _read_leases() -> list[dict]:
     return leases
 
 
+def held(lease: dict) -> bool:
+    """Whether a lease still holds its address: its owner runs, or it is reserved for a stopped sandbox whose
+    saved state still has that instance."""
+    if pid_alive(lease["owner"]):
+        return True
+    reserved_for = lease.get("reserved_for")
+    return bool(reserved_for) and lease.get("instance") in apistate.live_saved_instances(Path(reserved_for))
+
+
+def reserve_addresses(owner: int, sandbox_dir: Path) -> list[str]:
+    """`owner` stops (or died): keep its leases of the instances `sandbox_dir`'s saved state still has as
+    reservations for that dir, drop the others; returns the reserved addresses."""
+    keep = apistate.live_saved_instances(sandbox_dir)
+    reserved = []
+    with machine_lock():
+        for lease in _read_leases():
+            if lease["owner"] != owner:
+                continue
+            path = LEASE_DIR / lease["address"]
+            if lease.get("instance") in keep:
+                entry = {"owner": owner, "instance": lease["instance"], "reserved_for": str(sandbox_dir)}
+                path.write_text(json.dumps(entry))
+                reserved.append(lease["address"])
+            else:
+                path.unlink(missing_ok=True)
+    return reserved
+
+
 def all_leases() -> list[dict]:
     """Every lease on this machine: {address, owner (pid), instance}."""
     return _read_leases()
@@ -131,7 +163,7 @@ def lease_address(owner: int, instance: str = "") -> str:
     """Take the lowest free address from .10 up for `owner` (a pid); leases of dead owners are reused."""
     with machine_lock():
         LEASE_DIR.mkdir(parents=True, exist_ok=True)
-        taken = {lease["address"] for lease in _read_leases() if pid_alive(lease["owner"])}
+        taken = {lease["address"] for lease in _read_leases() if held(lease)}
         for host in range(FIRST_HOST, SANDBOX_NETWORK.num_addresses - 1):
             address = str(SANDBOX_NETWORK.network_address + host)
             if address not in taken:
@@ -151,13 +183,14 @@ def name_lease(address: str, instance: str) -> None:
 
 def claim_address(owner: int, address: str, instance: str) -> bool:
     """Lease `address` for `owner` again (a restarted daemon's restored instance); False when another live
-    process holds it."""
+    process holds it, or it is reserved for another instance."""
     with machine_lock():
         LEASE_DIR.mkdir(parents=True, exist_ok=True)
         path = LEASE_DIR / address
         with contextlib.suppress(OSError, ValueError):
-            holder = json.loads(path.read_text())["owner"]
-            if holder != owner and pid_alive(holder):
+            lease = dict(json.loads(path.read_text()), address=address)
+            other = lease["owner"] != owner
+            if other and (pid_alive(lease["owner"]) or (held(lease) and lease.get("instance") != instance)):
                 return False
         path.write_text(json.dumps({"owner": owner, "instance": instance}))
         return True
@@ -173,15 +206,6 @@ def release_address(address: str, instance: str | None = None) -> None:
                 if json.loads(path.read_text()).get("instance") not in (instance, ""):
                     return
         path.unlink()
-
-
-def release_all(owner: int) -> None:
-    """Drop every lease that `owner` holds."""
-    with machine_lock():
-        for lease in _read_leases():
-            if lease["owner"] == owner:
-                with contextlib.suppress(FileNotFoundError):
-                    (LEASE_DIR / lease["address"]).unlink()
 
 
 # ---- one host's namespace --------------------------------------------------------------------------------

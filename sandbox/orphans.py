@@ -45,7 +45,8 @@ def _orphan_process_groups(alive: set[int]) -> set[int]:
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             owner = _owner_of(int(entry))
-            if owner is not None and owner not in alive and network.pid_alive(int(entry)):
+            dead = owner is not None and owner not in alive and not daemon_alive(owner)  # (started since?)
+            if dead and network.pid_alive(int(entry)):
                 with contextlib.suppress(OSError):
                     groups.add(os.getpgid(int(entry)))
     return groups
@@ -69,18 +70,21 @@ def cleanup_orphans() -> list[str]:
     for pgid in sorted(_orphan_process_groups(alive)):
         host.stop_process_group(pgid)
         removed.append(f"process group {pgid}")
+    with_cgroups = cgroups.all_instances()  # first: a host started meanwhile has its lease named by then
     live_instances = {i for i in _live_instances() if i}
-    for instance_id in sorted(cgroups.all_instances() - live_instances):
+    for instance_id in sorted(with_cgroups - live_instances):
         container.wait_stopped(instance_id, timeout=0.0)
         removed.append(f"cgroup labctl/{instance_id}")
     cgroups.prune()
+    netns_now = network.list_netns()
     live_ids = {network.netns_name(i) for i in _live_instances() if i}
-    for netns in network.list_netns():
+    for netns in netns_now:
         if netns not in live_ids:
             network.run("ip", "netns", "del", netns)
             removed.append(f"netns {netns}")
+    veths_now = network.list_veths()
     live_veths = {network.veth_name(i) for i in _live_instances() if i}
-    for veth in network.list_veths():
+    for veth in veths_now:
         if veth not in live_veths:
             subprocess.run(["ip", "link", "del", veth], capture_output=True)
             removed.append(f"veth {veth}")
@@ -91,7 +95,7 @@ def cleanup_orphans() -> list[str]:
     removed += disk.remove_orphans()
     with network.machine_lock():
         for lease in network.all_leases():
-            if not daemon_alive(lease["owner"]) and not network.pid_alive(lease["owner"]):
+            if not daemon_alive(lease["owner"]) and not network.held(lease):
                 (network.LEASE_DIR / lease["address"]).unlink(missing_ok=True)
                 removed.append(f"lease {lease['address']}")
     if network.remove_bridge_if_unused():
@@ -119,12 +123,13 @@ def _remove_dead_registrations(alive: set[int]) -> list[str]:
     removed = []
     served = {Path(state_dir) for state_dir in live_daemons().values()}  # a new daemon may serve it already
     for path in registry_dir().glob("*") if registry_dir().exists() else ():
-        if not path.name.isdigit() or int(path.name) in alive:
-            continue
+        if not path.name.isdigit() or int(path.name) in alive or daemon_alive(int(path.name)):
+            continue  # alive, also when it started after `alive` was taken
         with contextlib.suppress(OSError, ValueError):
             state_dir = Path(json.loads(path.read_text())["state_dir"])
             if state_dir not in served:
                 removed += remove_unowned_host_dirs(state_dir / "sandbox")
+                network.reserve_addresses(int(path.name), state_dir / "sandbox")
         path.unlink(missing_ok=True)
         removed.append(f"daemon registration {path.name}")
     return removed

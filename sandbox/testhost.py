@@ -22,7 +22,7 @@ from sandbox import control, disk
 from sandbox.errors import SandboxError
 
 REGION = "ap-northeast-2"
-UP_TIMEOUT = 30.0
+UP_TIMEOUT = 90.0  # a bound for a broken boot, not a wait: boots take ~3 s, longer on a busy machine
 
 
 def sandbox_client(endpoint: str, region: str = REGION):
