@@ -172,6 +172,37 @@ def test_a_restored_lease_is_claimed_and_a_reused_address_is_not_released(tmp_pa
     assert network.all_leases() == []
 
 
+def test_a_stopped_daemons_saved_instances_keep_their_addresses_for_it(tmp_path, monkeypatch):
+    """While a sandbox's daemon is down, no other daemon takes the addresses of the instances it will bring
+    back (a restored instance would otherwise answer on another lab's host); the others are freed."""
+    monkeypatch.setattr(network, "RUN_DIR", tmp_path)
+    monkeypatch.setattr(network, "LEASE_DIR", tmp_path / "leases")
+    dead = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True).stdout.strip()
+    owner, other = int(dead), os.getpid()
+    sandbox_dir = tmp_path / "lab-a" / "sandbox"
+    sandbox_dir.mkdir(parents=True)
+    saved = {
+        "i-0kept": {"state": "stopped", "region": "ap-northeast-2", "address": "198.51.100.10"},
+        "i-0gone": {"state": "terminated", "region": "ap-northeast-2", "address": "198.51.100.11"},
+    }
+    (sandbox_dir / apistate.SUMMARY_FILE).write_text(json.dumps({"instances": saved}))
+    assert network.claim_address(owner, "198.51.100.10", "i-0kept")
+    assert network.claim_address(owner, "198.51.100.11", "i-0gone")
+
+    assert network.reserve_addresses(owner, sandbox_dir) == ["198.51.100.10"]
+    (lease,) = network.all_leases()
+    assert lease["reserved_for"] == str(sandbox_dir) and network.held(lease)
+    assert network.lease_address(other, "i-0new") == "198.51.100.11"  # .10 stays reserved
+    assert not network.claim_address(other, "198.51.100.10", "i-0new")
+    assert network.claim_address(other, "198.51.100.10", "i-0kept")  # the next daemon of lab-a
+
+    network.release_address("198.51.100.10", "i-0kept")
+    assert network.claim_address(owner, "198.51.100.10", "i-0kept")
+    network.reserve_addresses(owner, sandbox_dir)
+    shutil.rmtree(tmp_path / "lab-a")  # a state dir deleted by hand: its reservations lapse
+    assert network.lease_address(other, "i-0newer") == "198.51.100.10"
+
+
 def test_saved_hosts_of_another_kind_are_not_restarted_as_this_kind(tmp_path, monkeypatch):
     monkeypatch.setattr(control, "check_prerequisites", lambda kind: None)
     monkeypatch.setattr("sandbox.rootfs.ensure_rootfs", lambda say, kind: None)
