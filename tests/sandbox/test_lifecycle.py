@@ -7,13 +7,20 @@ import json
 import os
 import shutil
 import signal
+from pathlib import Path
 
 import pytest
 
 from sandbox import cgroups, control, network
 from sandbox.registry import live_daemons, registry_dir
 from sandbox.testhost import canonical_focal_ami, sandbox_client, stop_sandbox, wait_for_port
-from tests.support.sandbox import eventually, nothing_of_ours, ours_on_machine, processes_marked_by
+from tests.support.sandbox import (
+    eventually,
+    nothing_of_ours,
+    ours_on_machine,
+    processes_marked_by,
+    running_in_parallel,
+)
 
 pytestmark = pytest.mark.root
 
@@ -63,17 +70,18 @@ def launch(endpoint: str, count: int = 1) -> list[dict]:
     return instances
 
 
-def assert_nothing_left(pid: int, instances: list[dict]) -> None:
-    """Nothing of daemon `pid` remains; nothing of ours at all when no other sandbox runs on this machine."""
+def assert_nothing_left(pid: int, instances: list[dict], reserved_for: Path | None = None) -> None:
+    """Nothing of daemon `pid` remains but, when `reserved_for` (its sandbox dir) is given, the reservations
+    of its saved instances' addresses; nothing of ours at all when no other sandbox runs on this machine and
+    no other test runs."""
     assert not network.pid_alive(pid) and processes_marked_by(pid) == []
     ours = ours_on_machine()
     for instance in instances:
         assert network.netns_name(instance["InstanceId"]) not in ours["netns"]
         assert network.veth_name(instance["InstanceId"]) not in ours["veths"]
-    assert all(lease["owner"] != pid for lease in ours["leases"])
-    if (
-        not live_daemons()
-    ):  # asked after `ours` was taken: no other sandbox ran meanwhile (tests may run in parallel)
+    mine = [lease for lease in ours["leases"] if lease["owner"] == pid]
+    assert all(reserved_for and lease.get("reserved_for") == str(reserved_for) for lease in mine)
+    if not running_in_parallel() and not live_daemons():  # (asked after `ours` was taken)
         assert ours == nothing_of_ours()
 
 
@@ -125,7 +133,7 @@ def test_cleanup_orphans_after_a_killed_daemon_removes_everything(state_dir):
     # Another sandbox starting in parallel (tests may run in parallel) may have cleaned some of it first:
     # what matters is that it is all gone now, and that a second cleanup finds nothing more of it.
     assert not (registry_dir() / str(pid)).exists()
-    assert_nothing_left(pid, instances)
+    assert_nothing_left(pid, instances, reserved_for=state_dir / "sandbox")  # its instances come back
     assert removed, "the killed daemon left something to clean"
     ids = [i["InstanceId"] for i in instances]
     again = control.cleanup_orphans()

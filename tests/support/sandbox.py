@@ -71,9 +71,14 @@ def ours_on_machine() -> dict[str, list]:
         "mounts": our_mounts,
         "hosts": [int(p) for p in sshd if network.pid_alive(int(p))],
         "daemons": [int(p) for p in daemons if network.pid_alive(int(p))],
-        "leases": network.all_leases(),
+        "leases": [lease for lease in network.all_leases() if network.held(lease)],
         "cgroups": sorted(cgroups.all_instances()),
     }
+
+
+def running_in_parallel() -> bool:
+    """True under pytest-xdist with more than one worker: other tests' sandboxes may exist right now."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1) > 1
 
 
 def nothing_of_ours() -> dict[str, list]:
