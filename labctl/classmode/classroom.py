@@ -279,9 +279,16 @@ def _prepare(
     class_options: ClassOptions,
     host_options: HostOptions,
     out: TextIO,
+    sandbox_was_running: bool,
 ) -> ClassRun:
-    """Check the inputs, record the class and make the shared group when asked."""
-    run = shared.class_inputs(ref, options, host_options, cloud, out)
+    """Check the inputs, record the class and make the shared group when asked. Inputs the cloud refuses
+    (e.g. a type the sandbox's EC2 does not know) stop a sandbox daemon started for this run: nothing exists
+    yet."""
+    try:
+        run = shared.class_inputs(ref, options, host_options, cloud, out)
+    except LabError:
+        targets.stop_unused_sandbox(ref.target, sandbox_was_running)
+        raise
     room = None
     with aws_errors():  # issue 14: the class must fit the vCPU quota before anything is created
         if cloud.target == "aws":  # the sandbox has no quotas
@@ -344,10 +351,12 @@ def provision_class(
         return _finish(ref, class_options, dict(previous), [], out, [])
     rows = dict(previous)
     cloud = None
+    sandbox_was_running = targets.sandbox_running(ref.target)
     try:
         cloud = targets.connect(ref.target, ref.region)
         assert cloud is not None  # start_sandbox=True always gives a cloud
-        run = _prepare(ref, recorded, cloud, options, class_options, host_options or HostOptions(), out)
+        host_options = host_options or HostOptions()
+        run = _prepare(ref, recorded, cloud, options, class_options, host_options, out, sandbox_was_running)
         auto_stop_failed = _provision_students(run, options, class_options, to_run, rows, out, tty)
     except KeyboardInterrupt:
         _finish_interrupted(ref, cloud, class_options, rows, previous, to_run, out)

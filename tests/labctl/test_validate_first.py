@@ -119,6 +119,18 @@ def test_a_type_the_sandbox_does_not_know_stops_the_daemon_it_started(tmp_path):
     _assert_sandbox_untouched(tmp_path / "state", before)
 
 
+@pytest.mark.root
+def test_a_class_of_a_type_the_sandbox_does_not_know_stops_the_daemon_it_started(tmp_path):
+    """Class mode too: the daemon started to ask EC2 about the type is stopped again, nothing was made."""
+    from sandbox.registry import live_daemons
+
+    before = live_daemons()
+    env = isolated_fab_env(tmp_path)
+    result = _fab(env, "provision", "--target", "sandbox", "--count", "2", "--instance-type", "t3.huge")
+    assert "unknown instance type 't3.huge'" in _one_error_line(result, "--instance-type")
+    _assert_sandbox_untouched(tmp_path / "state", before)
+
+
 # --- AWS (a moto server): nothing created -------------------------------------------------------------------
 
 
