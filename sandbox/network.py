@@ -172,15 +172,6 @@ def lease_address(owner: int, instance: str = "") -> str:
     raise SandboxError(f"the sandbox network {SANDBOX_NETWORK} is full: terminate some instances first")
 
 
-def name_lease(address: str, instance: str) -> None:
-    """Record which instance an address belongs to (moto picks the address before the instance id exists)."""
-    with machine_lock():
-        path = LEASE_DIR / address
-        with contextlib.suppress(OSError, ValueError):
-            lease = json.loads(path.read_text())
-            path.write_text(json.dumps(dict(lease, instance=instance)))
-
-
 def claim_address(owner: int, address: str, instance: str) -> bool:
     """Lease `address` for `owner` again (a restarted daemon's restored instance); False when another live
     process holds it, or it is reserved for another instance."""
@@ -196,14 +187,17 @@ def claim_address(owner: int, address: str, instance: str) -> bool:
         return True
 
 
-def release_address(address: str, instance: str | None = None) -> None:
-    """Drop the lease of `address` (only if it names `instance`, when given: a reused address is not
-    another instance's to release)."""
+def release_address(address: str, instance: str | None = None, owner: int | None = None) -> None:
+    """Drop the lease of `address`; when `instance` is given only if the lease names it, or names no instance
+    yet and is `owner`'s (a reused address is not another instance's to release, nor a lease another daemon
+    just took and has not named yet)."""
     with machine_lock(), contextlib.suppress(FileNotFoundError):
         path = LEASE_DIR / address
         if instance is not None:
             with contextlib.suppress(OSError, ValueError):
-                if json.loads(path.read_text()).get("instance") not in (instance, ""):
+                lease = json.loads(path.read_text())
+                unnamed_mine = lease.get("instance") == "" and lease.get("owner") == owner
+                if lease.get("instance") != instance and not unnamed_mine:
                     return
         path.unlink()
 

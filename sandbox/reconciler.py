@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox import cgroups, container, disk, firewall, host, network, selfshutdown
+from sandbox.errors import SandboxError
 from sandbox.rootfs import BOOT_KIND, CHROOT_KIND
 
 log = logging.getLogger("sandbox.reconciler")
@@ -206,7 +207,7 @@ class Reconciler:
         elif view.state == "terminated":
             self._destroy(view.instance_id)
             if view.instance_id not in self.released and view.address:
-                network.release_address(view.address, view.instance_id)
+                network.release_address(view.address, view.instance_id, self.owner)
                 self.released.add(view.instance_id)
 
     def _ensure_up(self, view: InstanceView) -> None:
@@ -231,7 +232,10 @@ class Reconciler:
             log.warning("%s; terminating the instance", lost)
             _terminate_lost(view.instance_id)
             return
-        network.name_lease(view.address, view.instance_id)
+        if not network.claim_address(self.owner, view.address, view.instance_id):  # names it, too
+            raise SandboxError(
+                f"address {view.address} of {view.instance_id} is another daemon's: not booting it"
+            )
         netns = network.create_host_network(view.instance_id, view.address)
         live = LiveHost(netns=netns, address=view.address)
         self.hosts[view.instance_id] = live

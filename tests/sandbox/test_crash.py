@@ -170,6 +170,11 @@ def test_a_restored_lease_is_claimed_and_a_reused_address_is_not_released(tmp_pa
     assert not network.claim_address(1, "198.51.100.10", "i-0new")  # pid 1 is not the live holder
     network.release_address("198.51.100.10", "i-0old")
     assert network.all_leases() == []
+    fresh = network.lease_address(1)  # another daemon's lease, its instance not named yet
+    network.release_address(fresh, "i-0old", owner=me)  # a terminated instance of mine that had it before
+    assert network.all_leases() == [{"address": fresh, "owner": 1, "instance": ""}]
+    network.release_address(fresh, "i-0new", owner=1)  # its owner's instance, ended before it was named
+    assert network.all_leases() == []
 
 
 def test_a_stopped_daemons_saved_instances_keep_their_addresses_for_it(tmp_path, monkeypatch):
