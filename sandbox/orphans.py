@@ -80,8 +80,11 @@ def cleanup_orphans() -> list[str]:
     live_ids = {network.netns_name(i) for i in _live_instances() if i}
     for netns in netns_now:
         if netns not in live_ids:
-            network.run("ip", "netns", "del", netns)
-            removed.append(f"netns {netns}")
+            deleted = subprocess.run(["ip", "netns", "del", netns], capture_output=True, text=True)
+            if deleted.returncode == 0:
+                removed.append(f"netns {netns}")
+            elif network.netns_exists(netns):  # (else another cleanup removed it first)
+                raise SandboxError(f"`ip netns del {netns}` failed: {deleted.stderr.strip()}")
     veths_now = network.list_veths()
     live_veths = {network.veth_name(i) for i in _live_instances() if i}
     for veth in veths_now:
