@@ -206,7 +206,7 @@ def test_the_aws_cli_runs_logs_in_stops_starts_and_terminates_an_instance(lab, t
     assert "-----BEGIN SSH HOST KEY KEYS-----" in console
     block = console.split("-----BEGIN SSH HOST KEY KEYS-----")[1].split("-----END SSH HOST KEY KEYS-----")[0]
     host_keys = [tuple(line.split()[:2]) for line in block.splitlines() if line.strip()]
-    assert {key_type for key_type, _ in host_keys} >= {"ssh-ed25519", "ssh-rsa"}
+    assert {key_type for key_type, _ in host_keys} == {"ssh-ed25519", "ecdsa-sha2-nistp256"}  # no rsa here
     address = described()["PublicIpAddress"]
 
     def login(command: str) -> str:
