@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import datetime
-import http.client
 import ipaddress
 import ssl
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from cryptography import x509
@@ -17,6 +14,7 @@ from cryptography.x509.oid import NameOID
 
 from sandbox.aptproxy import AptProxy
 from sandbox.errors import SandboxError
+from tests.support.mirror import FakeMirror, fetch_via
 
 INRELEASE = "/debian/dists/bookworm/InRelease"
 PACKAGE = "/debian/pool/main/m/make-dfsg/make_4.3-4.1_amd64.deb"
@@ -50,46 +48,6 @@ def _self_signed(tmp_path) -> tuple[str, str]:
     return str(cert_file), str(key_file)
 
 
-class Mirror:
-    """A local mirror (http or https) that records the paths it was asked for."""
-
-    def __init__(self, tls: ssl.SSLContext | None = None):
-        self.requests: list[str] = []
-        mirror = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                mirror.requests.append(self.path)
-                body = f"content of {self.path}".encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        if tls is not None:
-            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def _fetch(proxy: AptProxy, url: str) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
-    try:
-        conn.request("GET", url)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
 @pytest.mark.parametrize("scheme", ["http", "https"])
 def test_the_proxy_fetches_below_the_mirrors_path_over_its_scheme(tmp_path, scheme):
     client_tls = None
@@ -99,7 +57,7 @@ def test_the_proxy_fetches_below_the_mirrors_path_over_its_scheme(tmp_path, sche
         server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         server_tls.load_cert_chain(cert, key)
         client_tls = ssl.create_default_context(cafile=cert)
-    upstream = Mirror(server_tls)
+    upstream = FakeMirror(tls=server_tls)
     proxy = AptProxy(
         "127.0.0.1",
         f"{scheme}://{upstream.address}/mirrors/ftp.debian.org/debian/",
@@ -107,8 +65,10 @@ def test_the_proxy_fetches_below_the_mirrors_path_over_its_scheme(tmp_path, sche
         ssl_context=client_tls,
     ).start()
     try:
-        index = _fetch(proxy, f"http://mirror.kakao.com{INRELEASE}")
-        package = [_fetch(proxy, f"http://ap-northeast-2.ec2.archive.ubuntu.com{PACKAGE}") for _ in range(2)]
+        index = fetch_via(proxy, f"http://mirror.kakao.com{INRELEASE}")
+        package = [
+            fetch_via(proxy, f"http://ap-northeast-2.ec2.archive.ubuntu.com{PACKAGE}") for _ in range(2)
+        ]
     finally:
         proxy.stop()
         upstream.close()
@@ -122,10 +82,10 @@ def test_an_untrusted_https_mirror_is_a_502_not_a_crash(tmp_path):
     cert, key = _self_signed(tmp_path)
     server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_tls.load_cert_chain(cert, key)
-    upstream = Mirror(server_tls)
+    upstream = FakeMirror(tls=server_tls)
     proxy = AptProxy("127.0.0.1", f"https://{upstream.address}/debian", cache_dir=tmp_path / "c").start()
     try:
-        status, _ = _fetch(proxy, f"http://mirror.kakao.com{INRELEASE}")  # system CAs: not trusted
+        status, _ = fetch_via(proxy, f"http://mirror.kakao.com{INRELEASE}")  # system CAs: not trusted
     finally:
         proxy.stop()
         upstream.close()

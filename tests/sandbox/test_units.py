@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -13,6 +11,7 @@ from sandbox import control, mirror
 from sandbox.aptproxy import AptProxy
 from sandbox.errors import SandboxError
 from sandbox.firewall import render_ruleset
+from tests.support.mirror import FakeMirror, fetch_via
 
 
 def rule(protocol, from_port, to_port, *cidrs):
@@ -94,55 +93,13 @@ def test_no_mirror_is_one_clear_error(tmp_path, monkeypatch):
         mirror.debian_mirror_url()
 
 
-class FakeMirror:
-    """A local HTTP server standing in for the Debian mirror; counts the requests it serves."""
-
-    def __init__(self, cut_short: int = 0):
-        self.requests: list[str] = []
-        self.cut_short = cut_short  # this many first responses stop after half of their body
-        mirror_self = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                mirror_self.requests.append(self.path)
-                body = f"content of {self.path}".encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if len(mirror_self.requests) <= mirror_self.cut_short:
-                    self.wfile.write(body[: len(body) // 2])
-                    self.close_connection = True
-                    return
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/debian"
-
-
 @pytest.fixture
 def proxy(tmp_path):
     upstream = FakeMirror()
     apt_proxy = AptProxy("127.0.0.1", upstream.url, cache_dir=tmp_path / "cache").start()
     yield apt_proxy, upstream
     apt_proxy.stop()
-    upstream.server.shutdown()
-    upstream.server.server_close()
-
-
-def fetch_via(apt_proxy: AptProxy, url: str) -> tuple[int, bytes]:
-    import http.client
-
-    conn = http.client.HTTPConnection("127.0.0.1", apt_proxy.port, timeout=10)
-    try:
-        conn.request("GET", url)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
+    upstream.close()
 
 
 def test_proxy_maps_the_ec2_archive_and_kakao_to_the_mirror(proxy):
@@ -178,8 +135,7 @@ def test_a_package_download_cut_short_is_fetched_again_and_never_cached_half(tmp
         cached = [f.read_bytes() for f in (tmp_path / "cache").rglob("*") if f.is_file()]
     finally:
         apt_proxy.stop()
-        upstream.server.shutdown()
-        upstream.server.server_close()
+        upstream.close()
     assert got == status
     if status == 200:
         assert body == cached[0] == f"content of {path}".encode() and len(upstream.requests) == 2
