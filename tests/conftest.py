@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from collections import Counter
 
 import paramiko
 import pytest
 
+import tests.support.fab
 from tests.support.fab import FAB, REPO, isolated_fab_env, moto_server_process
 from tests.support.local_sshd import local_sshd
 
@@ -26,9 +26,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return tests.support.fab.free_port()  # (the module: `fab` is a fixture here)
 
 
 @pytest.fixture

@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.support.fab import FAB, REPO, isolated_fab_env, wait_for_port
+from tests.support.fab import FAB, REPO, isolated_fab_env, moto_server_process
 
 pytestmark = pytest.mark.slow
 
@@ -63,34 +62,12 @@ class HeldServer:
 def held_moto(tmp_path, free_port, request):
     """A moto server holding the action `request.param` (see SERVER); stopped by its PID afterwards."""
     held = HeldServer(f"http://127.0.0.1:{free_port}", tmp_path / "arrived", tmp_path / "release")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            SERVER,
-            str(REPO),
-            str(tmp_path / "amis.json"),
-            str(free_port),
-            str(held.arrived),
-            str(held.release),
-            HELD[request.param],
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_for_port(free_port, process)
-        yield held
-    finally:
-        held.release.touch()
-        process.stdin.close()
+    extra = (str(held.arrived), str(held.release), HELD[request.param])
+    with moto_server_process(tmp_path / "amis.json", free_port, script=SERVER, extra=extra):
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            yield held
+        finally:
+            held.release.touch()
 
 
 def _env(endpoint: str, tmp_path: Path) -> dict:
