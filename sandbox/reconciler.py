@@ -226,8 +226,9 @@ class Reconciler:
             self._ensure_down(view.instance_id)
         if not view.address:
             return
+        spec = host.HostSpec(view.instance_id, view.address, view.public_key, self.proxy_port, self.imds_port)
         try:
-            disk.attach(self.host_dir(view.instance_id))
+            self.kind.seed(self.rootfs, spec)  # attaches the host's disk (before any network is made for it)
         except disk.DiskLost as lost:
             log.warning("%s; terminating the instance", lost)
             _terminate_lost(view.instance_id)
@@ -242,8 +243,6 @@ class Reconciler:
         self._sync_firewall(live, view)
         if self.imds_port is not None:
             self._route_metadata(netns)
-        spec = host.HostSpec(view.instance_id, view.address, view.public_key, self.proxy_port, self.imds_port)
-        self.kind.seed(self.rootfs, spec)
         live.process = self.kind.start(self.rootfs, spec, netns, self.owner)
         live.state = "up"
         log.info(
