@@ -160,7 +160,7 @@ def all_leases() -> list[dict]:
 
 
 def lease_address(owner: int, instance: str = "") -> str:
-    """Take the lowest free address from .10 up for `owner` (a pid); leases of dead owners are reused."""
+    """Take the lowest free address from .10 up for `owner` (a pid); leases no longer held are reused."""
     with machine_lock():
         LEASE_DIR.mkdir(parents=True, exist_ok=True)
         taken = {lease["address"] for lease in _read_leases() if held(lease)}
